@@ -1,0 +1,136 @@
+"""The ``glucokit`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from glucokit import database, demo, migrate
+from glucokit.errors import GlucokitError
+
+
+def _db_start(args: argparse.Namespace) -> int:
+    if _external_url(args):
+        raise GlucokitError("DATABASE_URL points at another server: glucokit only starts its embedded database")
+    began = time.monotonic()
+    running = database.EmbeddedServer().start()
+    print(f"embedded PostgreSQL running (pid {running.pid}) in {time.monotonic() - began:.1f} s")
+    print(running.url())
+    return 0
+
+
+def _db_stop(args: argparse.Namespace) -> int:
+    if _external_url(args):
+        raise GlucokitError("DATABASE_URL points at another server: glucokit only stops its embedded database")
+    stopped = database.EmbeddedServer().stop()
+    print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+    return 0
+
+
+def _db_status(args: argparse.Namespace) -> int:
+    if not _external_url(args) and database.EmbeddedServer().postmaster() is None:
+        print(f"embedded PostgreSQL: stopped (data in {database.EMBEDDED_PGDATA})")
+        return 3
+    target = database.target(args.database_url, start=False)
+    applied = migrate.applied_migrations(target.url)
+    local = migrate.local_migrations()
+    pending = [version for version in local if version not in applied]
+    kind = "embedded PostgreSQL: running" if target.embedded else "database"
+    print(f"{kind} at {target.display}")
+    print(f"migrations: {len(applied)} applied, {len(pending)} pending")
+    return 0
+
+
+def _db_url(args: argparse.Namespace) -> int:
+    print(database.target(args.database_url, start=False).url)
+    return 0
+
+
+def _db_migrate(args: argparse.Namespace) -> int:
+    target = database.target(args.database_url)
+    report = migrate.migrate(target.url)
+    _print_migration(report)
+    return 0
+
+
+def _db_reset(args: argparse.Namespace) -> int:
+    target = database.target(args.database_url)
+    report = migrate.reset(target, confirmed=args.yes)
+    print(f"reset {target.display}")
+    _print_migration(report)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    target = database.target(args.database_url)
+    print(f"database: {target.display}")
+    _print_migration(migrate.migrate(target.url))
+    with database.connect(target.url) as conn:
+        demo.load(conn)
+        print()
+        print(demo.summary(conn))
+    return 0
+
+
+def _print_migration(report: migrate.MigrationReport) -> None:
+    layer = "skipped (Supabase project)" if report.supabase_project else "installed"
+    print(f"platform layer: {layer}")
+    if report.applied:
+        print(f"applied {len(report.applied)} migration(s): {', '.join(report.applied)}")
+    else:
+        print("database is up to date")
+
+
+def _external_url(args: argparse.Namespace) -> bool:
+    return bool(database.target_url_override(args.database_url))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="PostgreSQL URL to work on instead of the embedded database (default: $DATABASE_URL)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="glucokit",
+        description="Supabase schema kit and workers for personal glucose forecasts (informational only).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    db = commands.add_parser("db", help="start, stop, inspect and migrate the database")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    actions: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
+        "start": ("start the embedded PostgreSQL", _db_start),
+        "stop": ("stop the embedded PostgreSQL", _db_stop),
+        "status": ("say whether the database runs and how far it is migrated", _db_status),
+        "url": ("print the database URL on one line", _db_url),
+        "migrate": ("apply the migrations with `supabase db push`", _db_migrate),
+        "reset": ("drop and recreate the database, then migrate it", _db_reset),
+    }
+    for name, (help_text, handler) in actions.items():
+        action = db_commands.add_parser(name, help=help_text, parents=[common])
+        action.set_defaults(handler=handler)
+        if name == "reset":
+            action.add_argument("--yes", action="store_true", help="confirm resetting a database other than the embedded one")
+    demo_command = commands.add_parser(
+        "demo", help="migrate, load the demo data set and show what each demo user sees", parents=[common]
+    )
+    demo_command.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except GlucokitError as exc:
+        print(f"glucokit: error: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Where the project's files and local state live.
+
+The kit runs from a checkout: migrations under ``supabase/``, the Prisma schema
+under ``prisma/`` and the pinned npm tools under ``node_modules/``. Local state
+(the embedded database, the Supabase CLI's home) goes to ``.glucokit/``, which
+git ignores.
+"""
+
+import os
+from pathlib import Path
+
+PROJECT_DIR = Path(os.environ.get("GLUCOKIT_PROJECT_DIR") or Path(__file__).resolve().parents[2])
+STATE_DIR = Path(os.environ.get("GLUCOKIT_STATE_DIR") or PROJECT_DIR / ".glucokit")
+SUPABASE_DIR = PROJECT_DIR / "supabase"
+MIGRATIONS_DIR = SUPABASE_DIR / "migrations"
+PRISMA_SCHEMA = PROJECT_DIR / "prisma" / "schema.prisma"
+NODE_BIN = PROJECT_DIR / "node_modules" / ".bin"

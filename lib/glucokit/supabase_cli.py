@@ -1,0 +1,68 @@
+"""The pinned Supabase CLI (npm ``supabase``), run against a database URL.
+
+Its state goes to ``.glucokit/supabase-home`` rather than the user's home, and
+telemetry is off. The CLI needs no Docker for what glucokit asks of it:
+``db push``, ``migration list`` and ``db advisors`` against ``--remote=<url>``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from glucokit.errors import GlucokitError
+from glucokit.project import NODE_BIN, PROJECT_DIR, STATE_DIR
+from glucokit.urls import redact, with_host
+
+CLI_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class CliResult:
+    returncode: int
+    output: str
+
+
+def run(args: list[str], url: str, *, workdir: Path = PROJECT_DIR) -> CliResult:
+    """Run ``supabase <args> --remote=<url>`` in ``workdir`` (the folder holding ``supabase/``)."""
+    binary = NODE_BIN / "supabase"
+    if not binary.exists():
+        raise GlucokitError(f"the Supabase CLI is not installed at {binary}: run `npm ci`")
+    home = STATE_DIR / "supabase-home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "SUPABASE_TELEMETRY_DISABLED": "1",
+        "DO_NOT_TRACK": "1",
+    }
+    command = [str(binary), *args, f"--remote={with_host(url)}", "--workdir", str(workdir)]
+    try:
+        completed = subprocess.run(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise GlucokitError(f"`supabase {' '.join(args)}` did not finish in {CLI_TIMEOUT_S} s") from exc
+    output = (completed.stdout + completed.stderr).replace(with_host(url), redact(with_host(url)))
+    return CliResult(returncode=completed.returncode, output=output)
+
+
+_ERROR_LINE = re.compile(r"^(ERROR: .*|failed to .*|error .*)$", re.MULTILINE | re.IGNORECASE)
+
+
+def error_summary(output: str) -> str:
+    """The one line of the CLI's output that says what went wrong."""
+    found = _ERROR_LINE.findall(output)
+    if found:
+        return str(found[-1]).strip()
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
