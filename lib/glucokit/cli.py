@@ -6,9 +6,11 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from glucokit import database, demo, migrate
+from glucokit import advisors, database, demo, migrate, prisma_check
 from glucokit.errors import GlucokitError
+from glucokit.project import PRISMA_SCHEMA
 
 
 def _db_start(args: argparse.Namespace) -> int:
@@ -74,6 +76,30 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prisma_check(args: argparse.Namespace) -> int:
+    target = database.target(args.database_url)
+    report = prisma_check.check(target.url, Path(args.schema))
+    if report.engine_diff:
+        print(f"Prisma's schema engine finds drift; SQL that would bring the database to {args.schema}:")
+        print(report.engine_diff)
+    for problem in report.problems:
+        print(f"drift: {problem}")
+    if report.in_sync:
+        print(f"in sync: {args.schema} matches {target.display}")
+        return 0
+    return 2
+
+
+def _db_advisors(args: argparse.Namespace) -> int:
+    target = database.target(args.database_url)
+    found = advisors.lints(target.url)
+    serious = advisors.at_or_above(found, "WARN")
+    for lint in serious:
+        print(f"{lint.level} {lint.name}: {lint.detail}")
+    print(f"{len(serious)} lint(s) at WARN or above, {len(found) - len(serious)} at INFO")
+    return 1 if serious else 0
+
+
 def _print_migration(report: migrate.MigrationReport) -> None:
     layer = "skipped (Supabase project)" if report.supabase_project else "installed"
     print(f"platform layer: {layer}")
@@ -109,12 +135,23 @@ def build_parser() -> argparse.ArgumentParser:
         "url": ("print the database URL on one line", _db_url),
         "migrate": ("apply the migrations with `supabase db push`", _db_migrate),
         "reset": ("drop and recreate the database, then migrate it", _db_reset),
+        "advisors": ("run Supabase's database linter; exit 1 on any lint at WARN or above", _db_advisors),
     }
     for name, (help_text, handler) in actions.items():
         action = db_commands.add_parser(name, help=help_text, parents=[common])
         action.set_defaults(handler=handler)
         if name == "reset":
             action.add_argument("--yes", action="store_true", help="confirm resetting a database other than the embedded one")
+    prisma = commands.add_parser("prisma", help="check the Prisma schema against the database")
+    prisma_commands = prisma.add_subparsers(dest="prisma_command", required=True, metavar="ACTION")
+    prisma_check_command = prisma_commands.add_parser(
+        "check",
+        help="diff prisma/schema.prisma against the migrated database (exit 2 on drift)",
+        parents=[common],
+    )
+    prisma_check_command.add_argument("--schema", default=str(PRISMA_SCHEMA), help="Prisma schema file")
+    prisma_check_command.set_defaults(handler=_prisma_check)
+
     demo_command = commands.add_parser(
         "demo", help="migrate, load the demo data set and show what each demo user sees", parents=[common]
     )

@@ -23,7 +23,8 @@ CLI_TIMEOUT_S = 600
 @dataclass(frozen=True)
 class CliResult:
     returncode: int
-    output: str
+    stdout: str
+    output: str  # stdout and stderr together, for messages
 
 
 def run(args: list[str], url: str, *, workdir: Path = PROJECT_DIR) -> CliResult:
@@ -52,8 +53,12 @@ def run(args: list[str], url: str, *, workdir: Path = PROJECT_DIR) -> CliResult:
         )
     except subprocess.TimeoutExpired as exc:
         raise GlucokitError(f"`supabase {' '.join(args)}` did not finish in {CLI_TIMEOUT_S} s") from exc
-    output = (completed.stdout + completed.stderr).replace(with_host(url), redact(with_host(url)))
-    return CliResult(returncode=completed.returncode, output=output)
+    secret_free = redact(with_host(url))
+    return CliResult(
+        returncode=completed.returncode,
+        stdout=completed.stdout.replace(with_host(url), secret_free),
+        output=(completed.stdout + completed.stderr).replace(with_host(url), secret_free),
+    )
 
 
 _ERROR_LINE = re.compile(r"^(ERROR: .*|failed to .*|error .*)$", re.MULTILINE | re.IGNORECASE)

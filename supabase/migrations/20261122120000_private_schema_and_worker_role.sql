@@ -3,8 +3,7 @@
  * Private schema and the worker role
  * -----------------------------------------------------------------------------
  * `private` holds what the Data API must never expose: the security-definer
- * helpers that policies call, trigger functions, and the observation
- * partitions. Only the roles that need a helper get `execute` on it.
+ * helpers that policies call, trigger functions and maintenance functions. Only the roles that need a helper get `execute` on it.
  *
  * `glucokit_worker` is the role the training and prediction workers run as.
  * It cannot log in and does not bypass row-level security: a worker connects
@@ -15,7 +14,7 @@
  */
 
 create schema if not exists private;
-comment on schema private is 'Helpers, trigger functions and partitions that the Data API must never expose.';
+comment on schema private is 'Policy helpers, trigger and maintenance functions that the Data API must never expose.';
 revoke all on schema private from public;
 
 -- Roles are cluster-wide: another database on the same server may have
@@ -30,7 +29,7 @@ $$;
 comment on role glucokit_worker is 'glucokit training and prediction workers: one person per transaction, under row-level security.';
 
 grant usage on schema public, private to glucokit_worker;
-grant usage on schema private to authenticated;
+grant usage on schema private to authenticated, service_role;
 
 /**
  * The person a worker transaction is scoped to, or null when it has none.

@@ -59,9 +59,31 @@ create trigger observation_touch_updated_at
   before update on public.observation
   for each row execute function private.touch_updated_at();
 
+/**
+ * Partitions are tables of their own: like the parent they have row-level
+ * security enabled, but no policies and no privileges for any API role, so
+ * rows are only ever reached through public.observation and its policies.
+ * (They stay in `public` beside their parent: Prisma's schema engine reads a
+ * partitioned table as one model only when its partitions are in the same schema.)
+ */
+create or replace function private.seal_observation_partition(partition_name text) returns void
+  language plpgsql volatile
+  set search_path = ''
+as $$
+begin
+  execute format('alter table public.%I enable row level security', partition_name);
+  execute format('revoke all on public.%I from anon, authenticated, service_role', partition_name);
+  execute format('comment on table public.%I is %L', partition_name,
+    'Partition of public.observation: reached only through the parent table and its policies.');
+end
+$$;
+comment on function private.seal_observation_partition(text) is 'Maintenance: no direct API access to an observation partition.';
+revoke all on function private.seal_observation_partition(text) from public;
+
 -- Rows outside every monthly partition (very old or far-future readings) land
 -- here until private.create_observation_partitions() gives them a month.
-create table private.observation_default partition of public.observation default;
+create table public.observation_default partition of public.observation default;
+select private.seal_observation_partition('observation_default');
 
 /**
  * Creates the monthly partitions covering [p_from, p_to) that do not exist
@@ -80,17 +102,18 @@ declare
 begin
   while month_start < p_to loop
     partition_name := format('observation_y%sm%s', to_char(month_start, 'YYYY'), to_char(month_start, 'MM'));
-    if to_regclass(format('private.%I', partition_name)) is null then
-      create temporary table observation_moving (like private.observation_default) on commit drop;
+    if to_regclass(format('public.%I', partition_name)) is null then
+      create temporary table observation_moving (like public.observation_default) on commit drop;
       with moved as (
-        delete from private.observation_default
+        delete from public.observation_default
         where effective_at >= month_start and effective_at < (month_start + interval '1 month')
         returning *
       )
       insert into observation_moving select * from moved;
       execute format(
-        'create table private.%I partition of public.observation for values from (%L) to (%L)',
+        'create table public.%I partition of public.observation for values from (%L) to (%L)',
         partition_name, month_start, (month_start + interval '1 month')::date);
+      perform private.seal_observation_partition(partition_name);
       insert into public.observation select * from observation_moving;
       drop table observation_moving;
       created := created + 1;
@@ -114,8 +137,6 @@ select private.create_observation_partitions(
 -- -----------------------------------------------------------------------------
 -- Users keep their own persons' observations (ingest runs as the user);
 -- workers only read the observations of the person in their scope.
--- Partitions live in `private`, which the API roles cannot use; rows are only
--- reached through public.observation and its policies.
 alter table public.observation enable row level security;
 
 revoke all on public.observation from anon, authenticated, service_role;

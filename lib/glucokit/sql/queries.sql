@@ -90,3 +90,18 @@ returning id;
 -- Anchors a demo prediction to the reading it was made from.
 insert into public.prediction_source (prediction_id, person_id, observation_id, observation_effective_at)
 values (%(prediction_id)s, %(person_id)s, %(observation_id)s, %(effective_at)s);
+
+-- name: tables_without_rls
+-- Tables (partitions included) of the exposed schema without row-level security.
+select c.relname
+from pg_class c
+join pg_namespace n on n.oid = c.relnamespace
+where n.nspname = 'public' and c.relkind in ('r', 'p') and not c.relrowsecurity
+order by c.relname;
+
+-- name: column_type
+-- The SQL type of one column, as format_type writes it (e.g. vector(384)).
+select format_type(a.atttypid, a.atttypmod)
+from pg_attribute a
+where a.attrelid = to_regclass(format('%%I.%%I', %(schema)s::text, %(table)s::text))
+  and a.attname = %(column)s and not a.attisdropped;

@@ -1,0 +1,91 @@
+"""Fixtures: a real PostgreSQL, migrated with `supabase db push`, and a seeded world.
+
+By default the tests use the embedded PostgreSQL (started on demand) and give
+the session its own fresh database. With DATABASE_URL set they run against
+that database instead (it is migrated first); tests that need to create
+databases of their own are skipped there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from uuid import uuid4
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from glucokit import database, migrate
+from glucokit.sessions import Connection
+from glucokit.urls import with_database
+from world import World, seed_world
+
+EXTERNAL_URL = os.environ.get("DATABASE_URL")
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    """The embedded server's maintenance database (tests that create databases use it)."""
+    if EXTERNAL_URL:
+        pytest.skip("creates databases of its own: not done on an external DATABASE_URL")
+    return database.EmbeddedServer().start().url()
+
+
+def _create_database(server_url: str) -> str:
+    name = f"glucokit_test_{uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    return with_database(server_url, name)
+
+
+def _drop_database(server_url: str, url: str) -> None:
+    name = url.split("?")[0].rsplit("/", 1)[1]
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def new_database(server_url: str) -> Iterator[Callable[[], str]]:
+    """Makes empty databases on the embedded server; drops them afterwards."""
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(_create_database(server_url))
+        return made[-1]
+
+    yield make
+    for url in made:
+        _drop_database(server_url, url)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A database migrated the way users migrate: platform layer, then `supabase db push`."""
+    if EXTERNAL_URL:
+        migrate.migrate(EXTERNAL_URL)
+        yield EXTERNAL_URL
+        return
+    maintenance = database.EmbeddedServer().start().url()
+    url = _create_database(maintenance)
+    migrate.migrate(url)
+    yield url
+    _drop_database(maintenance, url)
+
+
+@pytest.fixture(scope="session")
+def world(database_url: str) -> World:
+    """Two users, each with one person and a row of every kind."""
+    with psycopg.connect(database_url) as conn:
+        return seed_world(conn)
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[Connection]:
+    """A connection as the database owner; tests switch roles per transaction."""
+    with psycopg.connect(database_url) as connection:
+        yield connection
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    return getattr(exc, "sqlstate", None)
