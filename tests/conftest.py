@@ -40,7 +40,7 @@ def _create_database(server_url: str) -> str:
 
 
 def _drop_database(server_url: str, url: str) -> None:
-    name = url.split("?")[0].rsplit("/", 1)[1]
+    name = url.split("?", maxsplit=1)[0].rsplit("/", 1)[1]
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 

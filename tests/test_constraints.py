@@ -108,9 +108,7 @@ MODEL = """insert into public.ml_model (person_id, version, algorithm, storage_p
 
 
 def test_at_most_one_active_model_per_person_and_type(tx: Connection, world: World) -> None:
-    violated = _violates(
-        tx, psycopg.errors.UniqueViolation, MODEL, (world.a.person_id, "1.1.0", None, None, "active")
-    )
+    violated = _violates(tx, psycopg.errors.UniqueViolation, MODEL, (world.a.person_id, "1.1.0", None, None, "active"))
     assert violated == "ml_model_one_active_idx"
     tx.execute(MODEL.encode(), (world.a.person_id, "1.1.0", None, None, "candidate"))
 
@@ -196,8 +194,13 @@ def _prediction(world: World, **changes: object) -> tuple[object, ...]:
         ({"upper": 110.0}, "prediction_band"),
         ({"coverage": 1.0}, "prediction_coverage_check"),
         ({"value": 3.0, "lower": 1.0}, "prediction_value_mg_dl_check"),
-        ({"generated_at": datetime(2026, 11, 18, 8, 0, tzinfo=UTC),
-          "target_at": datetime(2026, 11, 18, 8, 30, tzinfo=UTC)}, "prediction_data_window"),
+        (
+            {
+                "generated_at": datetime(2026, 11, 18, 8, 0, tzinfo=UTC),
+                "target_at": datetime(2026, 11, 18, 8, 30, tzinfo=UTC),
+            },
+            "prediction_data_window",
+        ),
     ],
 )
 def test_forecast_points_are_consistent(

@@ -68,8 +68,16 @@ def _seed_person(conn: Connection, now: datetime) -> PersonRows:
            (id, person_id, version, algorithm, training_run_id, storage_path, artifact_sha256,
             data_from, data_to, stage, metrics)
            values (%s, %s, '1.0.0', 'ridge', %s, %s, %s, %s, %s, 'active', %s)""",
-        (model_id, person_id, run_id, folder, "0" * 64, times[0] - timedelta(days=7), times[0],
-         Jsonb({"rmse_30": 15.0})),
+        (
+            model_id,
+            person_id,
+            run_id,
+            folder,
+            "0" * 64,
+            times[0] - timedelta(days=7),
+            times[0],
+            Jsonb({"rmse_30": 15.0}),
+        ),
     )
     conn.execute(
         """insert into public.prediction
@@ -77,8 +85,16 @@ def _seed_person(conn: Connection, now: datetime) -> PersonRows:
             upper_mg_dl, coverage, disclaimer_version, model_version, training_run_id, data_from, data_to,
             code_version)
            values (%s, %s, %s, %s, %s, 30, 120, 100, 140, 0.8, 'v1', '1.0.0', %s, %s, %s, 'test')""",
-        (prediction_id, person_id, model_id, times[1], times[1] + timedelta(minutes=30), run_id,
-         times[0] - timedelta(days=7), times[0]),
+        (
+            prediction_id,
+            person_id,
+            model_id,
+            times[1],
+            times[1] + timedelta(minutes=30),
+            run_id,
+            times[0] - timedelta(days=7),
+            times[0],
+        ),
     )
     conn.execute(
         """insert into public.prediction_source (prediction_id, person_id, observation_id, observation_effective_at)

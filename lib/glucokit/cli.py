@@ -141,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
         action = db_commands.add_parser(name, help=help_text, parents=[common])
         action.set_defaults(handler=handler)
         if name == "reset":
-            action.add_argument("--yes", action="store_true", help="confirm resetting a database other than the embedded one")
+            action.add_argument(
+                "--yes", action="store_true", help="confirm resetting a database other than the embedded one"
+            )
     prisma = commands.add_parser("prisma", help="check the Prisma schema against the database")
     prisma_commands = prisma.add_subparsers(dest="prisma_command", required=True, metavar="ACTION")
     prisma_check_command = prisma_commands.add_parser(

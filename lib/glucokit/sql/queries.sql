@@ -100,8 +100,9 @@ where n.nspname = 'public' and c.relkind in ('r', 'p') and not c.relrowsecurity
 order by c.relname;
 
 -- name: column_type
--- The SQL type of one column, as format_type writes it (e.g. vector(384)).
-select format_type(a.atttypid, a.atttypmod)
+-- The type name and modifier of one column (for vector(384): vector, 384).
+select t.typname, a.atttypmod
 from pg_attribute a
+join pg_type t on t.oid = a.atttypid
 where a.attrelid = to_regclass(format('%%I.%%I', %(schema)s::text, %(table)s::text))
   and a.attname = %(column)s and not a.attisdropped;

@@ -1,0 +1,86 @@
+"""The Prisma schema mirrors the migrated database, checked by Prisma's own schema engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+
+from glucokit import migrate, prisma_check
+from glucokit.project import PRISMA_SCHEMA
+
+
+def test_prisma_schema_matches_the_migrated_database(database_url: str) -> None:
+    report = prisma_check.check(database_url)
+    assert report.engine_diff == ""
+    assert report.problems == []
+
+
+def test_a_field_missing_from_the_database_is_drift(database_url: str, tmp_path: Path) -> None:
+    drifted = tmp_path / "schema.prisma"
+    drifted.write_text(
+        PRISMA_SCHEMA.read_text().replace(
+            '  timeZone      String          @default("UTC") @map("time_zone")\n',
+            '  timeZone      String          @default("UTC") @map("time_zone")\n  nickname      String?\n',
+        )
+    )
+    report = prisma_check.check(database_url, drifted)
+    assert 'ADD COLUMN     "nickname" TEXT' in report.engine_diff
+    assert not report.in_sync
+
+
+def test_an_index_missing_from_the_prisma_schema_is_drift(database_url: str, tmp_path: Path) -> None:
+    drifted = tmp_path / "schema.prisma"
+    drifted.write_text(PRISMA_SCHEMA.read_text().replace('  @@index([ownerId], map: "person_owner_id_idx")\n', ""))
+    report = prisma_check.check(database_url, drifted)
+    assert 'DROP INDEX "person_owner_id_idx"' in report.engine_diff
+
+
+def test_what_the_engine_cannot_see_is_checked_in_sql(new_database: Callable[[], str], tmp_path: Path) -> None:
+    url = new_database()
+    migrate.migrate(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("create extension if not exists vector with schema extensions")
+        conn.execute("create table public.day_pattern (id uuid primary key, embedding extensions.vector(8))")
+        conn.execute("alter table public.person disable row level security")
+    schema = tmp_path / "schema.prisma"
+    schema.write_text(
+        PRISMA_SCHEMA.read_text()
+        + """
+model DayPattern {
+  id        String                     @id @db.Uuid
+  embedding Unsupported("vector(16)")?
+
+  @@map("day_pattern")
+  @@schema("public")
+}
+"""
+    )
+    report = prisma_check.check(url, schema)
+    assert report.engine_diff == ""
+    assert sorted(report.problems) == [
+        "public.day_pattern has row-level security disabled",
+        "public.day_pattern.embedding is vector(8) in the database, vector(16) in schema.prisma",
+        "public.person has row-level security disabled",
+    ]
+
+
+def test_vector_fields_are_read_with_their_table_and_column() -> None:
+    schema = """
+model Pattern {
+  id  String @id
+  emb Unsupported("vector(384)") @map("embedding")
+
+  @@map("day_pattern")
+  @@schema("public")
+}
+
+model Plain {
+  v Unsupported("vector(3)")?
+}
+"""
+    assert prisma_check.vector_columns(schema) == [
+        prisma_check.VectorColumn("public", "day_pattern", "embedding", 384),
+        prisma_check.VectorColumn("public", "Plain", "v", 3),
+    ]
