@@ -18,6 +18,9 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
 	touch $@
 
+# The lock lists the Supabase CLI's binary package for every platform, as the public
+# registry would (the registry mirror here serves only linux-x64, and `npm install`
+# run here drops the others again: re-add them before committing a new lock).
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
