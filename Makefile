@@ -29,8 +29,8 @@ demo: install
 	$(BIN)/glucokit demo
 
 lint: install
-	$(BIN)/ruff check lib tests
-	$(BIN)/ruff format --check lib tests
+	$(BIN)/ruff check lib tests bench
+	$(BIN)/ruff format --check lib tests bench
 	node --check prisma/tools/schema-diff.mjs
 	node --check prisma/tools/pg-adapter.mjs
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from glucokit import tools
 from glucokit.database import connect
 from glucokit.errors import GlucokitError
 from glucokit.project import PRISMA_SCHEMA, PROJECT_DIR
@@ -76,17 +76,12 @@ def _engine_diff(url: str, schema_path: Path) -> str:
     node = shutil.which("node")
     if node is None:
         raise GlucokitError("Node.js is needed for the Prisma check and was not found on PATH")
-    try:
-        completed = subprocess.run(
-            [node, str(DIFF_TOOL), "--url", url, "--schema", str(schema_path)],
-            cwd=PROJECT_DIR,
-            capture_output=True,
-            text=True,
-            timeout=DIFF_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise GlucokitError(f"Prisma's schema engine did not finish in {DIFF_TIMEOUT_S} s") from exc
+    completed = tools.run(
+        [node, str(DIFF_TOOL), "--url", url, "--schema", str(schema_path)],
+        what="Prisma's schema engine",
+        timeout_s=DIFF_TIMEOUT_S,
+        cwd=PROJECT_DIR,
+    )
     if completed.returncode == 0:
         return ""
     if completed.returncode == _DRIFT:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from glucokit import tools
 from glucokit.errors import GlucokitError
 from glucokit.project import NODE_BIN, PROJECT_DIR, STATE_DIR
 from glucokit.urls import redact, with_host
@@ -41,18 +41,7 @@ def run(args: list[str], url: str, *, workdir: Path = PROJECT_DIR) -> CliResult:
         "DO_NOT_TRACK": "1",
     }
     command = [str(binary), *args, f"--remote={with_host(url)}", "--workdir", str(workdir)]
-    try:
-        completed = subprocess.run(
-            command,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=CLI_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise GlucokitError(f"`supabase {' '.join(args)}` did not finish in {CLI_TIMEOUT_S} s") from exc
+    completed = tools.run(command, what=f"`supabase {' '.join(args)}`", timeout_s=CLI_TIMEOUT_S, cwd=workdir, env=env)
     secret_free = redact(with_host(url))
     return CliResult(
         returncode=completed.returncode,
