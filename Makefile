@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 # without it the CLI tries to download the native engine (no network here).
 export PRISMA_SCHEMA_ENGINE_BINARY ?= /dev/null
 
-.PHONY: install demo test lint typecheck pytest prisma-validate clean
+.PHONY: install demo test lint typecheck pytest pytest-pg15 prisma-validate clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -43,7 +43,11 @@ prisma-validate: install
 pytest: install
 	$(BIN)/pytest
 
-test: lint typecheck prisma-validate pytest
+# The same suite on PostgreSQL 15, the oldest major version hosted Supabase runs.
+pytest-pg15: install
+	tests/with-postgres-15 $(BIN)/pytest -q
+
+test: lint typecheck prisma-validate pytest pytest-pg15
 
 clean:
 	rm -rf $(VENV) node_modules .glucokit

@@ -1,9 +1,10 @@
 """Fixtures: a real PostgreSQL, migrated with `supabase db push`, and a seeded world.
 
 By default the tests use the embedded PostgreSQL (started on demand) and give
-the session its own fresh database. With DATABASE_URL set they run against
-that database instead (it is migrated first); tests that need to create
-databases of their own are skipped there.
+the session its own fresh database; GLUCOKIT_TEST_SERVER_URL names another
+server to do the same on (tests/with-postgres-15 sets it). With DATABASE_URL
+set they run against that one database instead (it is migrated first), and
+tests that need to create databases of their own are skipped.
 """
 
 from __future__ import annotations
@@ -22,14 +23,19 @@ from glucokit.urls import with_database
 from world import World, seed_world
 
 EXTERNAL_URL = os.environ.get("DATABASE_URL")
+TEST_SERVER_URL = os.environ.get("GLUCOKIT_TEST_SERVER_URL")
+
+
+def _maintenance_url() -> str:
+    return TEST_SERVER_URL or database.EmbeddedServer().start().url()
 
 
 @pytest.fixture(scope="session")
 def server_url() -> str:
-    """The embedded server's maintenance database (tests that create databases use it)."""
+    """A maintenance database on a server where tests may create databases."""
     if EXTERNAL_URL:
         pytest.skip("creates databases of its own: not done on an external DATABASE_URL")
-    return database.EmbeddedServer().start().url()
+    return _maintenance_url()
 
 
 def _create_database(server_url: str) -> str:
@@ -66,7 +72,7 @@ def database_url() -> Iterator[str]:
         migrate.migrate(EXTERNAL_URL)
         yield EXTERNAL_URL
         return
-    maintenance = database.EmbeddedServer().start().url()
+    maintenance = _maintenance_url()
     url = _create_database(maintenance)
     migrate.migrate(url)
     yield url

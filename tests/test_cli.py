@@ -22,7 +22,8 @@ def glucokit(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     return subprocess.run([*GLUCOKIT, *args], capture_output=True, text=True, timeout=300, env=environment, check=False)
 
 
-def test_db_url_prints_one_libpq_url(server_url: str) -> None:
+def test_db_url_prints_one_libpq_url() -> None:
+    assert glucokit("db", "start").returncode == 0
     result = glucokit("db", "url")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
