@@ -9,13 +9,18 @@ export DO_NOT_TRACK := 1
 # without it the CLI tries to download the native engine (no network here).
 export PRISMA_SCHEMA_ENGINE_BINARY ?= /dev/null
 
-.PHONY: install demo test lint typecheck pytest pytest-pg15 prisma-validate clean
+.PHONY: install demo test lint typecheck pytest pgtap pytest-pg15 prisma-validate clean
 
-install: $(VENV)/.installed node_modules/.installed
+install: $(VENV)/.installed node_modules/.installed $(VENV)/.pgtap-installed
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	touch $@
+
+# pgTAP goes into the embedded PostgreSQL inside the venv, so it is redone with the venv.
+$(VENV)/.pgtap-installed: $(VENV)/.installed tests/install-pgtap
+	tests/install-pgtap
 	touch $@
 
 # The lock lists the Supabase CLI's binary package for every platform, as the public
@@ -43,11 +48,16 @@ prisma-validate: install
 pytest: install
 	$(BIN)/pytest
 
+# The pgTAP tests under supabase/tests, run by pg_prove against the migrated embedded database.
+pgtap: install
+	$(BIN)/glucokit db migrate
+	$(BIN)/glucokit db test
+
 # The same suite on PostgreSQL 15, the oldest major version hosted Supabase runs.
 pytest-pg15: install
 	tests/with-postgres-15 $(BIN)/pytest -q
 
-test: lint typecheck prisma-validate pytest pytest-pg15
+test: lint typecheck prisma-validate pytest pgtap pytest-pg15
 
 clean:
 	rm -rf $(VENV) node_modules .glucokit

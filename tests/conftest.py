@@ -17,10 +17,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from glucokit import database, migrate
+from glucokit import database, migrate, policies
+from glucokit.policies import ProbeWorld
 from glucokit.sessions import Connection
 from glucokit.urls import with_database
-from world import World, seed_world
 
 EXTERNAL_URL = os.environ.get("DATABASE_URL")
 TEST_SERVER_URL = os.environ.get("GLUCOKIT_TEST_SERVER_URL")
@@ -79,11 +79,26 @@ def database_url() -> Iterator[str]:
     _drop_database(maintenance, url)
 
 
+def _remove_world(conn: Connection, world: ProbeWorld) -> None:
+    for person in (world.a, world.b):
+        conn.execute(
+            "delete from storage.objects where bucket_id = 'models' and starts_with(name, %s)", (f"{person.user}/",)
+        )
+        conn.execute("delete from auth.users where id = %s", (person.user,))  # cascades to everything of theirs
+
+
 @pytest.fixture(scope="session")
-def world(database_url: str) -> World:
-    """Two users, each with one person and a row of every kind."""
+def world(database_url: str) -> Iterator[ProbeWorld]:
+    """Users A and B, each owning one person with a row of every kind (policies/world.sql), committed."""
+    world = policies.probe_world("tests")
     with psycopg.connect(database_url) as conn:
-        return seed_world(conn)
+        with conn.transaction():
+            _remove_world(conn, world)
+            for statement in policies.world_statements(world):
+                conn.execute(statement)
+        yield world
+        with conn.transaction():
+            _remove_world(conn, world)
 
 
 @pytest.fixture
@@ -91,7 +106,3 @@ def conn(database_url: str) -> Iterator[Connection]:
     """A connection as the database owner; tests switch roles per transaction."""
     with psycopg.connect(database_url) as connection:
         yield connection
-
-
-def sqlstate(exc: BaseException) -> str | None:
-    return getattr(exc, "sqlstate", None)

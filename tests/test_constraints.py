@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
+from glucokit.policies import ProbeWorld
 from glucokit.sessions import Connection
 from glucokit.units import GLUCOSE_CODES, LOINC, MG_DL, MMOL_L
-from world import World
 
 
 @pytest.fixture
@@ -33,47 +33,47 @@ OBSERVATION = """insert into public.observation (person_id, code_system, code, v
 
 
 @pytest.mark.parametrize("code", sorted(GLUCOSE_CODES))
-def test_glucose_is_stored_in_mg_dl_only(tx: Connection, world: World, code: str) -> None:
-    violated = _violates(tx, psycopg.errors.CheckViolation, OBSERVATION, (world.a.person_id, LOINC, code, 6.5, MMOL_L))
+def test_glucose_is_stored_in_mg_dl_only(tx: Connection, world: ProbeWorld, code: str) -> None:
+    violated = _violates(tx, psycopg.errors.CheckViolation, OBSERVATION, (world.a.person, LOINC, code, 6.5, MMOL_L))
     assert violated == "observation_glucose_in_mg_dl"
-    tx.execute(OBSERVATION.encode(), (world.a.person_id, LOINC, code, 117.1, MG_DL))
+    tx.execute(OBSERVATION.encode(), (world.a.person, LOINC, code, 117.1, MG_DL))
 
 
 @pytest.mark.parametrize("value", [5, 1200])
-def test_glucose_outside_what_a_person_can_have_is_refused(tx: Connection, world: World, value: float) -> None:
+def test_glucose_outside_what_a_person_can_have_is_refused(tx: Connection, world: ProbeWorld, value: float) -> None:
     violated = _violates(
-        tx, psycopg.errors.CheckViolation, OBSERVATION, (world.a.person_id, LOINC, "99504-3", value, MG_DL)
+        tx, psycopg.errors.CheckViolation, OBSERVATION, (world.a.person, LOINC, "99504-3", value, MG_DL)
     )
     assert violated == "observation_glucose_in_mg_dl"
 
 
-def test_other_observations_keep_their_own_units(tx: Connection, world: World) -> None:
-    tx.execute(OBSERVATION.encode(), (world.a.person_id, LOINC, "9059-7", 45, "g"))  # carbohydrate intake
+def test_other_observations_keep_their_own_units(tx: Connection, world: ProbeWorld) -> None:
+    tx.execute(OBSERVATION.encode(), (world.a.person, LOINC, "9059-7", 45, "g"))  # carbohydrate intake
 
 
-def test_not_a_number_is_refused(tx: Connection, world: World) -> None:
+def test_not_a_number_is_refused(tx: Connection, world: ProbeWorld) -> None:
     violated = _violates(
-        tx, psycopg.errors.CheckViolation, OBSERVATION, (world.a.person_id, LOINC, "9059-7", float("nan"), "g")
+        tx, psycopg.errors.CheckViolation, OBSERVATION, (world.a.person, LOINC, "9059-7", float("nan"), "g")
     )
     assert violated == "observation_value_check"
 
 
-def test_the_same_source_reading_is_stored_once(tx: Connection, world: World) -> None:
+def test_the_same_source_reading_is_stored_once(tx: Connection, world: ProbeWorld) -> None:
     statement = """insert into public.observation (person_id, code, value, unit, effective_at, source_system, source_id)
                    values (%s, '99504-3', 120, 'mg/dL', %s, 'urn:cgm', 'reading-1')"""
     at = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
-    tx.execute(statement.encode(), (world.a.person_id, at))
-    violated = _violates(tx, psycopg.errors.UniqueViolation, statement, (world.a.person_id, at))
+    tx.execute(statement.encode(), (world.a.person, at))
+    violated = _violates(tx, psycopg.errors.UniqueViolation, statement, (world.a.person, at))
     # Reported by the partition's copy of the constraint.
     assert "source_system_source_id" in violated
 
 
-def test_old_readings_move_into_their_month_when_it_is_created(tx: Connection, world: World) -> None:
+def test_old_readings_move_into_their_month_when_it_is_created(tx: Connection, world: ProbeWorld) -> None:
     at = datetime(2001, 3, 14, 9, 30, tzinfo=UTC)
     tx.execute(
         """insert into public.observation (person_id, code, value, unit, effective_at, source_system, source_id)
            values (%s, '99504-3', 130, 'mg/dL', %s, 'urn:cgm', 'old-1')""",
-        (world.a.person_id, at),
+        (world.a.person, at),
     )
     where = "select tableoid::regclass::text from public.observation where source_id = 'old-1'"
     assert tx.execute(where.encode()).fetchone() == ("observation_default",)
@@ -82,22 +82,22 @@ def test_old_readings_move_into_their_month_when_it_is_created(tx: Connection, w
     assert tx.execute(where.encode()).fetchone() == ("observation_y2001m03",)
 
 
-def test_an_unknown_time_zone_is_refused(tx: Connection, world: World) -> None:
+def test_an_unknown_time_zone_is_refused(tx: Connection, world: ProbeWorld) -> None:
     message = _violates(
         tx,
         psycopg.errors.InvalidParameterValue,
         "update public.person set time_zone = %s where id = %s",
-        ("Mars/Olympus_Mons", world.a.person_id),
+        ("Mars/Olympus_Mons", world.a.person),
     )
     assert message == 'time zone "Mars/Olympus_Mons" not recognized'
 
 
-def test_glucose_unit_preference_is_a_known_unit(tx: Connection, world: World) -> None:
+def test_glucose_unit_preference_is_a_known_unit(tx: Connection, world: ProbeWorld) -> None:
     violated = _violates(
         tx,
         psycopg.errors.CheckViolation,
         "update public.person set glucose_unit = %s where id = %s",
-        ("mg", world.a.person_id),
+        ("mg", world.a.person),
     )
     assert violated == "person_glucose_unit_check"
 
@@ -107,53 +107,49 @@ MODEL = """insert into public.ml_model (person_id, version, algorithm, storage_p
            values (%s, %s, 'ridge', %s, %s, now() - interval '2 days', now() - interval '1 day', %s)"""
 
 
-def test_at_most_one_active_model_per_person_and_type(tx: Connection, world: World) -> None:
-    violated = _violates(tx, psycopg.errors.UniqueViolation, MODEL, (world.a.person_id, "1.1.0", None, None, "active"))
+def test_at_most_one_active_model_per_person_and_type(tx: Connection, world: ProbeWorld) -> None:
+    violated = _violates(tx, psycopg.errors.UniqueViolation, MODEL, (world.a.person, "1.1.0", None, None, "active"))
     assert violated == "ml_model_one_active_idx"
-    tx.execute(MODEL.encode(), (world.a.person_id, "1.1.0", None, None, "candidate"))
+    tx.execute(MODEL.encode(), (world.a.person, "1.1.0", None, None, "candidate"))
 
 
 @pytest.mark.parametrize("version", ["1.0", "v1.0.0", "01.0.0", "1.0.0-rc1", ""])
-def test_model_versions_are_semantic(tx: Connection, world: World, version: str) -> None:
-    violated = _violates(
-        tx, psycopg.errors.CheckViolation, MODEL, (world.a.person_id, version, None, None, "candidate")
-    )
+def test_model_versions_are_semantic(tx: Connection, world: ProbeWorld, version: str) -> None:
+    violated = _violates(tx, psycopg.errors.CheckViolation, MODEL, (world.a.person, version, None, None, "candidate"))
     assert violated == "ml_model_version_check"
 
 
-def test_a_version_is_registered_once_per_person(tx: Connection, world: World) -> None:
-    violated = _violates(
-        tx, psycopg.errors.UniqueViolation, MODEL, (world.a.person_id, "1.0.0", None, None, "candidate")
-    )
+def test_a_version_is_registered_once_per_person(tx: Connection, world: ProbeWorld) -> None:
+    violated = _violates(tx, psycopg.errors.UniqueViolation, MODEL, (world.a.person, "1.0.0", None, None, "candidate"))
     assert violated == "ml_model_person_id_model_type_version_key"
 
 
-def test_artifacts_live_in_the_models_own_folder(tx: Connection, world: World) -> None:
+def test_artifacts_live_in_the_models_own_folder(tx: Connection, world: ProbeWorld) -> None:
     wrong_person = world.b.folder.replace("v1.0.0", "v1.2.0")
     violated = _violates(
-        tx, psycopg.errors.CheckViolation, MODEL, (world.a.person_id, "1.2.0", wrong_person, "a" * 64, "candidate")
+        tx, psycopg.errors.CheckViolation, MODEL, (world.a.person, "1.2.0", wrong_person, "a" * 64, "candidate")
     )
     assert violated == "ml_model_storage_path"
     wrong_version = world.a.folder
     violated = _violates(
-        tx, psycopg.errors.CheckViolation, MODEL, (world.a.person_id, "1.2.0", wrong_version, "a" * 64, "candidate")
+        tx, psycopg.errors.CheckViolation, MODEL, (world.a.person, "1.2.0", wrong_version, "a" * 64, "candidate")
     )
     assert violated == "ml_model_storage_path"
     no_hash = world.a.folder.replace("v1.0.0", "v1.2.0")
     violated = _violates(
-        tx, psycopg.errors.CheckViolation, MODEL, (world.a.person_id, "1.2.0", no_hash, None, "candidate")
+        tx, psycopg.errors.CheckViolation, MODEL, (world.a.person, "1.2.0", no_hash, None, "candidate")
     )
     assert violated == "ml_model_artifact_hashed"
-    tx.execute(MODEL.encode(), (world.a.person_id, "1.2.0", no_hash, "a" * 64, "candidate"))
+    tx.execute(MODEL.encode(), (world.a.person, "1.2.0", no_hash, "a" * 64, "candidate"))
 
 
-def test_a_failed_training_run_says_why(tx: Connection, world: World) -> None:
+def test_a_failed_training_run_says_why(tx: Connection, world: ProbeWorld) -> None:
     violated = _violates(
         tx,
         psycopg.errors.CheckViolation,
         """insert into public.training_run (person_id, trigger, status, started_at, finished_at)
            values (%s, 'initial', 'failed', now(), now())""",
-        (world.a.person_id,),
+        (world.a.person,),
     )
     assert violated == "training_run_error_when_failed"
 
@@ -164,7 +160,7 @@ PREDICTION = """insert into public.prediction
     values (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'v1', '1.0.0', %s, %s, 'test')"""
 
 
-def _prediction(world: World, **changes: object) -> tuple[object, ...]:
+def _prediction(world: ProbeWorld, **changes: object) -> tuple[object, ...]:
     generated = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
     values: dict[str, object] = {
         "generated_at": generated,
@@ -176,8 +172,8 @@ def _prediction(world: World, **changes: object) -> tuple[object, ...]:
         "coverage": 0.8,
     } | changes
     return (
-        world.a.person_id,
-        world.a.model_id,
+        world.a.person,
+        world.a.model,
         *values.values(),
         datetime(2026, 11, 1, tzinfo=UTC),
         datetime(2026, 11, 19, tzinfo=UTC),
@@ -204,12 +200,12 @@ def _prediction(world: World, **changes: object) -> tuple[object, ...]:
     ],
 )
 def test_forecast_points_are_consistent(
-    tx: Connection, world: World, changes: dict[str, object], constraint: str
+    tx: Connection, world: ProbeWorld, changes: dict[str, object], constraint: str
 ) -> None:
     assert _violates(tx, psycopg.errors.CheckViolation, PREDICTION, _prediction(world, **changes)) == constraint
 
 
-def test_writing_the_same_forecast_twice_stores_it_once(tx: Connection, world: World) -> None:
+def test_writing_the_same_forecast_twice_stores_it_once(tx: Connection, world: ProbeWorld) -> None:
     tx.execute(PREDICTION.encode(), _prediction(world))
     violated = _violates(tx, psycopg.errors.UniqueViolation, PREDICTION, _prediction(world, value=121.0))
     assert violated == "prediction_idempotency_key"
@@ -219,8 +215,8 @@ def test_writing_the_same_forecast_twice_stores_it_once(tx: Connection, world: W
     assert again.rowcount == 0
 
 
-def test_a_forecast_cannot_point_at_another_persons_model(tx: Connection, world: World) -> None:
+def test_a_forecast_cannot_point_at_another_persons_model(tx: Connection, world: ProbeWorld) -> None:
     params = list(_prediction(world))
-    params[1] = world.b.model_id
+    params[1] = world.b.model
     violated = _violates(tx, psycopg.errors.ForeignKeyViolation, PREDICTION, tuple(params))
     assert violated == "prediction_model_id_person_id_fkey"

@@ -9,8 +9,8 @@ import psycopg
 import pytest
 
 from glucokit import sessions
+from glucokit.policies import ProbeWorld
 from glucokit.sessions import Connection
-from world import World
 
 
 def _refused(conn: Connection, statement: str, params: tuple[object, ...] | dict[str, object] = ()) -> str:
@@ -21,44 +21,42 @@ def _refused(conn: Connection, statement: str, params: tuple[object, ...] | dict
 
 
 @pytest.mark.parametrize("who", ["a", "b"], ids=["owner gives it away", "other user takes it"])
-def test_nobody_can_move_a_person_to_another_owner(conn: Connection, world: World, who: str) -> None:
+def test_nobody_can_move_a_person_to_another_owner(conn: Connection, world: ProbeWorld, who: str) -> None:
     actor = getattr(world, who)
-    with conn.transaction(force_rollback=True), sessions.as_user(conn, actor.user_id):
-        message = _refused(
-            conn, "update public.person set owner_id = %s where id = %s", (world.b.user_id, world.a.person_id)
-        )
+    with conn.transaction(force_rollback=True), sessions.as_user(conn, actor.user):
+        message = _refused(conn, "update public.person set owner_id = %s where id = %s", (world.b.user, world.a.person))
     assert "permission denied" in message
 
 
-def test_a_user_cannot_create_a_person_for_someone_else(conn: Connection, world: World) -> None:
-    with conn.transaction(force_rollback=True), sessions.as_user(conn, world.a.user_id):
-        message = _refused(conn, "insert into public.person (owner_id) values (%s)", (world.b.user_id,))
+def test_a_user_cannot_create_a_person_for_someone_else(conn: Connection, world: ProbeWorld) -> None:
+    with conn.transaction(force_rollback=True), sessions.as_user(conn, world.a.user):
+        message = _refused(conn, "insert into public.person (owner_id) values (%s)", (world.b.user,))
     assert "row-level security" in message
 
 
-def test_owner_defaults_to_the_signed_in_user(conn: Connection, world: World) -> None:
-    with conn.transaction(force_rollback=True), sessions.as_user(conn, world.a.user_id):
+def test_owner_defaults_to_the_signed_in_user(conn: Connection, world: ProbeWorld) -> None:
+    with conn.transaction(force_rollback=True), sessions.as_user(conn, world.a.user):
         row = conn.execute("insert into public.person (display_name) values ('Kid') returning owner_id").fetchone()
-    assert row == (world.a.user_id,)
+    assert row == (world.a.user,)
 
 
-def test_a_user_cannot_add_observations_to_another_users_person(conn: Connection, world: World) -> None:
-    with conn.transaction(force_rollback=True), sessions.as_user(conn, world.a.user_id):
+def test_a_user_cannot_add_observations_to_another_users_person(conn: Connection, world: ProbeWorld) -> None:
+    with conn.transaction(force_rollback=True), sessions.as_user(conn, world.a.user):
         message = _refused(
             conn,
             """insert into public.observation (person_id, code, value, unit, effective_at, source_system, source_id)
                values (%s, '99504-3', 120, 'mg/dL', now(), 'urn:test', 'forged')""",
-            (world.b.person_id,),
+            (world.b.person,),
         )
     assert "row-level security" in message
 
 
-def test_a_user_cannot_move_an_observation_to_another_users_person(conn: Connection, world: World) -> None:
-    with conn.transaction(force_rollback=True), sessions.as_user(conn, world.a.user_id):
+def test_a_user_cannot_move_an_observation_to_another_users_person(conn: Connection, world: ProbeWorld) -> None:
+    with conn.transaction(force_rollback=True), sessions.as_user(conn, world.a.user):
         message = _refused(
             conn,
             "update public.observation set person_id = %s where id = %s",
-            (world.b.person_id, world.a.observation_ids[0]),
+            (world.b.person, world.a.observation),
         )
     assert "row-level security" in message
 
@@ -67,40 +65,40 @@ def test_a_user_cannot_move_an_observation_to_another_users_person(conn: Connect
     "assignment",
     ["value_mg_dl = 50", "lower_mg_dl = 0", "upper_mg_dl = 999", "disclaimer_version = 'none'"],
 )
-def test_owners_cannot_edit_their_forecasts(conn: Connection, world: World, assignment: str) -> None:
-    with conn.transaction(force_rollback=True), sessions.as_user(conn, world.a.user_id):
-        _refused(conn, f"update public.prediction set {assignment} where id = %s", (world.a.prediction_id,))
+def test_owners_cannot_edit_their_forecasts(conn: Connection, world: ProbeWorld, assignment: str) -> None:
+    with conn.transaction(force_rollback=True), sessions.as_user(conn, world.a.user):
+        _refused(conn, f"update public.prediction set {assignment} where id = %s", (world.a.prediction,))
 
 
-def test_owners_cannot_change_the_source_anchors_of_a_forecast(conn: Connection, world: World) -> None:
-    with conn.transaction(force_rollback=True), sessions.as_user(conn, world.a.user_id):
-        _refused(conn, "delete from public.prediction_source where prediction_id = %s", (world.a.prediction_id,))
+def test_owners_cannot_change_the_source_anchors_of_a_forecast(conn: Connection, world: ProbeWorld) -> None:
+    with conn.transaction(force_rollback=True), sessions.as_user(conn, world.a.user):
+        _refused(conn, "delete from public.prediction_source where prediction_id = %s", (world.a.prediction,))
         _refused(
             conn,
             """insert into public.prediction_source (prediction_id, person_id, observation_id, observation_effective_at)
                values (%s, %s, %s, %s)""",
-            (world.a.prediction_id, world.a.person_id, world.a.observation_ids[1], world.a.observation_times[1]),
+            (world.a.prediction, world.a.person, world.a.second_observation, world.a.second_observation_at),
         )
 
 
 def test_a_role_claim_of_service_role_gives_an_authenticated_session_nothing_more(
-    conn: Connection, world: World
+    conn: Connection, world: ProbeWorld
 ) -> None:
-    claims = {"sub": str(world.a.user_id), "role": "service_role"}
+    claims = {"sub": str(world.a.user), "role": "service_role"}
     with conn.transaction(force_rollback=True), sessions.as_role(conn, "authenticated", claims):
-        seen = conn.execute("select count(*) from public.prediction where person_id = %s", (world.b.person_id,))
+        seen = conn.execute("select count(*) from public.prediction where person_id = %s", (world.b.person,))
         assert seen.fetchone() == (0,)
-        _refused(conn, "delete from public.prediction where person_id = %s", (world.b.person_id,))
+        _refused(conn, "delete from public.prediction where person_id = %s", (world.b.person,))
 
 
-def test_claims_without_a_subject_see_nothing(conn: Connection, world: World) -> None:
+def test_claims_without_a_subject_see_nothing(conn: Connection, world: ProbeWorld) -> None:
     with conn.transaction(force_rollback=True), sessions.as_role(conn, "authenticated", {"role": "authenticated"}):
         assert conn.execute("select count(*) from public.person").fetchone() == (0,)
         assert conn.execute("select count(*) from public.prediction").fetchone() == (0,)
 
 
 @pytest.mark.parametrize("subject", ["", "' or 1=1 --", "not-a-uuid"])
-def test_a_malformed_subject_is_an_error_not_a_match(conn: Connection, world: World, subject: str) -> None:
+def test_a_malformed_subject_is_an_error_not_a_match(conn: Connection, world: ProbeWorld, subject: str) -> None:
     with (
         pytest.raises(psycopg.errors.InvalidTextRepresentation),
         conn.transaction(force_rollback=True),
@@ -109,41 +107,43 @@ def test_a_malformed_subject_is_an_error_not_a_match(conn: Connection, world: Wo
         conn.execute("select count(*) from public.person")
 
 
-def test_claims_end_with_their_transaction(conn: Connection, world: World) -> None:
-    with sessions.as_user(conn, world.a.user_id):
-        assert conn.execute("select auth.uid()").fetchone() == (world.a.user_id,)
+def test_claims_end_with_their_transaction(conn: Connection, world: ProbeWorld) -> None:
+    with sessions.as_user(conn, world.a.user):
+        assert conn.execute("select auth.uid()").fetchone() == (world.a.user,)
     with conn.transaction():
         assert conn.execute("select auth.uid(), current_user").fetchone() == (None, "postgres")
 
 
-def test_session_level_claims_do_not_reach_an_authenticated_transaction(conn: Connection, world: World) -> None:
+def test_session_level_claims_do_not_reach_an_authenticated_transaction(conn: Connection, world: ProbeWorld) -> None:
     """A pooled connection where someone set claims for the session, then a new request runs."""
     conn.execute(
         "select set_config('request.jwt.claims', %s, false)",
-        (json.dumps({"sub": str(world.b.user_id), "role": "authenticated"}),),
+        (json.dumps({"sub": str(world.b.user), "role": "authenticated"}),),
     )
     conn.commit()
-    with sessions.as_user(conn, world.a.user_id):
-        assert conn.execute("select count(*) from public.person where id = %s", (world.b.person_id,)).fetchone() == (0,)
+    with sessions.as_user(conn, world.a.user):
+        assert conn.execute("select count(*) from public.person where id = %s", (world.b.person,)).fetchone() == (0,)
     with conn.transaction():
         conn.execute("reset request.jwt.claims")
 
 
-def test_worker_without_scope_sees_nothing(conn: Connection, world: World) -> None:
+def test_worker_without_scope_sees_nothing(conn: Connection, world: ProbeWorld) -> None:
     with conn.transaction(force_rollback=True), sessions.as_worker(conn, None):
         for table in ("person", "observation", "training_run", "ml_model", "prediction", "prediction_source"):
             assert conn.execute(f"select count(*) from public.{table}".encode()).fetchone() == (0,), table
         assert conn.execute("select count(*) from storage.objects").fetchone() == (0,)
 
 
-def test_worker_scope_cannot_move_to_another_person_in_the_same_transaction(conn: Connection, world: World) -> None:
-    with conn.transaction(force_rollback=True), sessions.as_worker(conn, world.a.person_id):
-        message = _refused(conn, "select private.begin_person_scope(%s)", (world.b.person_id,))
+def test_worker_scope_cannot_move_to_another_person_in_the_same_transaction(
+    conn: Connection, world: ProbeWorld
+) -> None:
+    with conn.transaction(force_rollback=True), sessions.as_worker(conn, world.a.person):
+        message = _refused(conn, "select private.begin_person_scope(%s)", (world.b.person,))
     assert "already scoped" in message
 
 
-def test_worker_scope_ends_with_its_transaction(conn: Connection, world: World) -> None:
-    with sessions.as_worker(conn, world.a.person_id):
+def test_worker_scope_ends_with_its_transaction(conn: Connection, world: ProbeWorld) -> None:
+    with sessions.as_worker(conn, world.a.person):
         assert conn.execute("select count(*) from public.person").fetchone() == (1,)
     with sessions.as_worker(conn, None):
         assert conn.execute("select count(*) from public.person").fetchone() == (0,)
@@ -154,29 +154,27 @@ def test_worker_scope_needs_an_existing_person(conn: Connection) -> None:
         pass
 
 
-def test_worker_in_one_scope_cannot_write_for_another_person(conn: Connection, world: World) -> None:
-    with conn.transaction(force_rollback=True), sessions.as_worker(conn, world.a.person_id):
+def test_worker_in_one_scope_cannot_write_for_another_person(conn: Connection, world: ProbeWorld) -> None:
+    with conn.transaction(force_rollback=True), sessions.as_worker(conn, world.a.person):
         _refused(
             conn,
             "insert into public.training_run (person_id, trigger) values (%s, 'initial')",
-            (world.b.person_id,),
+            (world.b.person,),
         )
-        updated = conn.execute(
-            "update public.ml_model set stage = 'archived' where person_id = %s", (world.b.person_id,)
-        )
+        updated = conn.execute("update public.ml_model set stage = 'archived' where person_id = %s", (world.b.person,))
         assert updated.rowcount == 0
 
 
-def test_worker_cannot_anchor_a_forecast_to_another_persons_observation(conn: Connection, world: World) -> None:
+def test_worker_cannot_anchor_a_forecast_to_another_persons_observation(conn: Connection, world: ProbeWorld) -> None:
     with (
         pytest.raises(psycopg.errors.ForeignKeyViolation, match="does not belong to person"),
         conn.transaction(force_rollback=True),
-        sessions.as_worker(conn, world.a.person_id),
+        sessions.as_worker(conn, world.a.person),
     ):
         conn.execute(
             """insert into public.prediction_source (prediction_id, person_id, observation_id, observation_effective_at)
                values (%s, %s, %s, %s)""",
-            (world.a.prediction_id, world.a.person_id, world.b.observation_ids[1], world.b.observation_times[1]),
+            (world.a.prediction, world.a.person, world.b.second_observation, world.b.second_observation_at),
         )
 
 
@@ -194,27 +192,27 @@ def test_worker_cannot_anchor_a_forecast_to_another_persons_observation(conn: Co
         "{a}.hidden",
     ],
 )
-def test_worker_cannot_store_outside_its_persons_folder(conn: Connection, world: World, name: str) -> None:
+def test_worker_cannot_store_outside_its_persons_folder(conn: Connection, world: ProbeWorld, name: str) -> None:
     resolved = name.format(
         a=world.a.folder,
         b=world.b.folder,
-        a_owner=f"{world.a.user_id}/",
-        a_person=world.a.person_id,
-        b_person=world.b.person_id,
+        a_owner=f"{world.a.user}/",
+        a_person=world.a.person,
+        b_person=world.b.person,
     )
-    with conn.transaction(force_rollback=True), sessions.as_worker(conn, world.a.person_id):
+    with conn.transaction(force_rollback=True), sessions.as_worker(conn, world.a.person):
         _refused(conn, "insert into storage.objects (bucket_id, name) values ('models', %s)", (resolved,))
 
 
-def test_worker_stores_files_in_its_persons_folder(conn: Connection, world: World) -> None:
-    with conn.transaction(force_rollback=True), sessions.as_worker(conn, world.a.person_id):
+def test_worker_stores_files_in_its_persons_folder(conn: Connection, world: ProbeWorld) -> None:
+    with conn.transaction(force_rollback=True), sessions.as_worker(conn, world.a.person):
         conn.execute(
             "insert into storage.objects (bucket_id, name) values ('models', %s)",
             (world.a.folder.replace("v1.0.0", "v1.1.0") + "training_log.txt",),
         )
 
 
-def test_users_read_only_their_own_model_files(conn: Connection, world: World) -> None:
-    with conn.transaction(force_rollback=True), sessions.as_user(conn, world.a.user_id):
+def test_users_read_only_their_own_model_files(conn: Connection, world: ProbeWorld) -> None:
+    with conn.transaction(force_rollback=True), sessions.as_user(conn, world.a.user):
         names = [row[0] for row in conn.execute("select name from storage.objects")]
     assert names == [world.a.folder + "model.safetensors"]

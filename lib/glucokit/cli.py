@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from glucokit import advisors, database, demo, migrate, prisma_check
+from glucokit import advisors, database, demo, migrate, pgtap, policies, prisma_check
 from glucokit.errors import GlucokitError
 from glucokit.project import PRISMA_SCHEMA
 
@@ -100,6 +100,57 @@ def _db_advisors(args: argparse.Namespace) -> int:
     return 1 if serious else 0
 
 
+def _db_test(args: argparse.Namespace) -> int:
+    return pgtap.prove(database.target(args.database_url).url)
+
+
+def _policies_check(args: argparse.Namespace) -> int:
+    matrix = policies.load()
+    target = database.target(args.database_url)
+    with database.connect(target.url) as conn:
+        problems = policies.guard(conn, matrix)
+        measured = policies.measure(conn, matrix)
+        problems += policies.measure_blanket(conn, matrix)
+    for entry, actor, operation in matrix.cells():
+        found = measured[(entry.name, actor, operation)]
+        expected = entry.expected[actor][operation]
+        if found != expected:
+            problems.append(f"{entry.name}: {actor} {operation} is {found}, the matrix says {expected}")
+    for problem in problems:
+        print(f"problem: {problem}")
+    blanket = sum(1 for _ in policies.blanket_cells(matrix))
+    print(f"{len(measured)} cells and {blanket} statements without WHERE measured; {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def _policies_report(args: argparse.Namespace) -> int:
+    matrix = policies.load()
+    target = database.target(args.database_url)
+    with database.connect(target.url) as conn:
+        text = policies.report(matrix, policies.measure(conn, matrix), policies.measure_blanket(conn, matrix))
+    if args.write:
+        policies.REPORT_FILE.write_text(text)
+        print(f"wrote {policies.REPORT_FILE}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def _policies_pgtap(args: argparse.Namespace) -> int:
+    text = policies.pgtap_file(policies.load())
+    path = policies.PGTAP_FILE
+    if args.check:
+        if not path.exists() or path.read_text() != text:
+            print(f"{path} is out of date: run `glucokit policies pgtap`")
+            return 1
+        print(f"{path} is up to date")
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"wrote {path}")
+    return 0
+
+
 def _print_migration(report: migrate.MigrationReport) -> None:
     layer = "skipped (Supabase project)" if report.supabase_project else "installed"
     print(f"platform layer: {layer}")
@@ -136,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate": ("apply the migrations with `supabase db push`", _db_migrate),
         "reset": ("drop and recreate the database, then migrate it", _db_reset),
         "advisors": ("run Supabase's database linter; exit 1 on any lint at WARN or above", _db_advisors),
+        "test": ("run the pgTAP tests in supabase/tests with pg_prove", _db_test),
     }
     for name, (help_text, handler) in actions.items():
         action = db_commands.add_parser(name, help=help_text, parents=[common])
@@ -153,6 +205,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prisma_check_command.add_argument("--schema", default=str(PRISMA_SCHEMA), help="Prisma schema file")
     prisma_check_command.set_defaults(handler=_prisma_check)
+
+    policies_parser = commands.add_parser("policies", help="the access matrix in policies/access.toml")
+    policies_commands = policies_parser.add_subparsers(dest="policies_command", required=True, metavar="ACTION")
+    check = policies_commands.add_parser(
+        "check", help="measure every cell and run the catalog guards (exit 1 on any problem)", parents=[common]
+    )
+    check.set_defaults(handler=_policies_check)
+    report = policies_commands.add_parser(
+        "report", help="the matrix with the measured outcome of every cell, as markdown", parents=[common]
+    )
+    report.add_argument("--write", action="store_true", help=f"write it to {policies.REPORT_FILE.name} in docs/")
+    report.set_defaults(handler=_policies_report)
+    pgtap_command = policies_commands.add_parser("pgtap", help="write the matrix as pgTAP tests for pg_prove")
+    pgtap_command.add_argument("--check", action="store_true", help="only check that the file is up to date")
+    pgtap_command.set_defaults(handler=_policies_pgtap)
 
     demo_command = commands.add_parser(
         "demo", help="migrate, load the demo data set and show what each demo user sees", parents=[common]

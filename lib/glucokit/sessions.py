@@ -16,8 +16,15 @@ from contextlib import contextmanager
 from uuid import UUID
 
 import psycopg
+from psycopg import sql
 
 Connection = psycopg.Connection[tuple[object, ...]]
+
+# The transaction-local setting that holds a worker's person scope
+# (read by private.worker_person_id(), set by private.begin_person_scope()).
+WORKER_SCOPE_SETTING = "glucokit.worker_person_id"
+
+Statement = sql.SQL | sql.Composed
 
 
 def user_claims(user_id: UUID) -> dict[str, object]:
@@ -25,14 +32,26 @@ def user_claims(user_id: UUID) -> dict[str, object]:
     return {"sub": str(user_id), "role": "authenticated", "aud": "authenticated"}
 
 
+def become_role(role: str, claims: Mapping[str, object]) -> sql.Composed:
+    """The statement that switches the current transaction to ``role`` with ``claims``, as PostgREST does."""
+    return sql.SQL("select set_config('role', {}, true), set_config('request.jwt.claims', {}, true)").format(
+        sql.Literal(role), sql.Literal(json.dumps(claims, sort_keys=True))
+    )
+
+
+def become_worker(person_id: UUID | None) -> list[Statement]:
+    """The statements that switch the current transaction to the worker role, scoped to ``person_id``."""
+    statements: list[Statement] = [sql.SQL("set local role glucokit_worker")]
+    if person_id is not None:
+        statements.append(sql.SQL("select private.begin_person_scope({})").format(sql.Literal(person_id)))
+    return statements
+
+
 @contextmanager
 def as_role(conn: Connection, role: str, claims: Mapping[str, object]) -> Iterator[Connection]:
     """One transaction as ``role`` with ``claims``; both end with the transaction."""
     with conn.transaction():
-        conn.execute(
-            b"select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
-            (role, json.dumps(claims)),
-        )
+        conn.execute(become_role(role, claims))
         yield conn
 
 
@@ -54,7 +73,6 @@ def as_anon(conn: Connection) -> Iterator[Connection]:
 def as_worker(conn: Connection, person_id: UUID | None) -> Iterator[Connection]:
     """One transaction as ``glucokit_worker``, scoped to ``person_id`` (unscoped with None)."""
     with conn.transaction():
-        conn.execute(b"set local role glucokit_worker")
-        if person_id is not None:
-            conn.execute(b"select private.begin_person_scope(%s)", (person_id,))
+        for statement in become_worker(person_id):
+            conn.execute(statement)
         yield conn

@@ -1,0 +1,47 @@
+-- The probe world: one signed-in user who owns one person, with a row of every
+-- kind. It is created twice, for person A (whose rows the probes act on) and
+-- person B (the other user's), inside a transaction that is rolled back.
+-- Placeholders in braces are filled by lib/glucokit/policies.py; a literal
+-- brace is written twice. Add the rows of a new table here.
+
+insert into auth.users (id, aud, role, email)
+values ({user}, 'authenticated', 'authenticated', {email});
+
+insert into public.person (id, owner_id, display_name)
+values ({person}, {user}, 'Probe person');
+
+insert into public.observation (id, person_id, code, value, unit, effective_at, source_system, source_id)
+values
+  ({observation}, {person}, '99504-3', 110, 'mg/dL', {observation_at}, 'urn:probe', 'reading-1'),
+  ({second_observation}, {person}, '99504-3', 115, 'mg/dL', {second_observation_at}, 'urn:probe', 'reading-2');
+
+insert into public.training_run (id, person_id, trigger, status, requested_at, started_at, finished_at)
+values ({run}, {person}, 'initial', 'succeeded', {earlier}, {earlier}, {earlier});
+
+-- A failed run: nothing refers to it, so it can be deleted.
+insert into public.training_run (id, person_id, trigger, status, requested_at, started_at, finished_at, error)
+values ({failed_run}, {person}, 'scheduled', 'failed', {earlier}, {earlier}, {earlier}, 'not enough data');
+
+insert into public.ml_model (
+  id, person_id, version, algorithm, training_run_id, storage_path, artifact_sha256,
+  data_from, data_to, stage, metrics
+)
+values (
+  {model}, {person}, '1.0.0', 'ridge', {run}, {folder}, repeat('0', 64),
+  {earlier}, {observation_at}, 'active', '{{"rmse_30": 15.0}}'
+);
+
+insert into public.prediction (
+  id, person_id, model_id, generated_at, target_at, horizon_minutes, value_mg_dl, lower_mg_dl,
+  upper_mg_dl, coverage, disclaimer_version, model_version, training_run_id, data_from, data_to, code_version
+)
+values (
+  {prediction}, {person}, {model}, {second_observation_at}, {second_observation_at} + interval '30 minutes', 30,
+  120, 100, 140, 0.8, 'v1', '1.0.0', {run}, {earlier}, {observation_at}, 'probe'
+);
+
+insert into public.prediction_source (prediction_id, person_id, observation_id, observation_effective_at)
+values ({prediction}, {person}, {observation}, {observation_at});
+
+insert into storage.objects (bucket_id, name)
+values ('models', {folder} || 'model.safetensors');
