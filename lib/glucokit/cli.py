@@ -15,7 +15,9 @@ from glucokit.project import PRISMA_SCHEMA
 
 def _db_start(args: argparse.Namespace) -> int:
     if _external_url(args):
-        raise GlucokitError("DATABASE_URL points at another server: glucokit only starts its embedded database")
+        raise GlucokitError(
+            "the target is another server (DATABASE_URL or --database-url): glucokit only starts its embedded database"
+        )
     began = time.monotonic()
     running = database.EmbeddedServer().start()
     print(f"embedded PostgreSQL running (pid {running.pid}) in {time.monotonic() - began:.1f} s")
@@ -25,7 +27,9 @@ def _db_start(args: argparse.Namespace) -> int:
 
 def _db_stop(args: argparse.Namespace) -> int:
     if _external_url(args):
-        raise GlucokitError("DATABASE_URL points at another server: glucokit only stops its embedded database")
+        raise GlucokitError(
+            "the target is another server (DATABASE_URL or --database-url): glucokit only stops its embedded database"
+        )
     stopped = database.EmbeddedServer().stop()
     print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
     return 0
@@ -182,7 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     actions: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
         "start": ("start the embedded PostgreSQL", _db_start),
         "stop": ("stop the embedded PostgreSQL", _db_stop),
-        "status": ("say whether the database runs and how far it is migrated", _db_status),
+        "status": (
+            "say whether the database runs and how far it is migrated (exit 3: embedded one stopped)",
+            _db_status,
+        ),
         "url": ("print the database URL on one line", _db_url),
         "migrate": ("apply the migrations with `supabase db push`", _db_migrate),
         "reset": ("drop and recreate the database, then migrate it", _db_reset),
