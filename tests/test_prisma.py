@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,7 +12,8 @@ import psycopg
 import pytest
 
 from glucokit import migrate, prisma_check
-from glucokit.project import PRISMA_SCHEMA
+from glucokit.policies import ProbeWorld
+from glucokit.project import NODE_BIN, PRISMA_SCHEMA, PROJECT_DIR
 
 
 def test_prisma_schema_matches_the_migrated_database(database_url: str) -> None:
@@ -89,3 +93,40 @@ model Plain {
         prisma_check.VectorColumn("public", "day_pattern", "embedding", 384),
         prisma_check.VectorColumn("public", "Plain", "v", 3),
     ]
+
+
+def test_prisma_client_reads_under_row_level_security(database_url: str, world: ProbeWorld) -> None:
+    """The README's recipe: Prisma Client in a transaction that first becomes the signed-in user."""
+    environment = os.environ | {"PRISMA_SCHEMA_ENGINE_BINARY": "/dev/null"}
+    generated = subprocess.run(
+        [str(NODE_BIN / "prisma"), "generate", "--schema", str(PRISMA_SCHEMA)],
+        cwd=PROJECT_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert generated.returncode == 0, generated.stdout + generated.stderr
+    read = subprocess.run(
+        [str(NODE_BIN / "tsx"), "prisma/tools/rls-read.mts", "--url", database_url, "--user", str(world.a.user)],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert read.returncode == 0, read.stderr
+    assert json.loads(read.stdout) == {
+        "persons": [str(world.a.person)],
+        "predictions": 1,
+        "latest": [
+            {
+                "personId": str(world.a.person),
+                "horizonMinutes": 30,
+                "disclaimerVersion": "v1",
+                "sources": [str(world.a.observation)],
+            }
+        ],
+        "editForecasts": "refused",
+    }

@@ -1,0 +1,56 @@
+// What one signed-in user sees through Prisma Client, under row-level security:
+// the pattern the README documents for apps. Each transaction first becomes
+// `authenticated` with the user's claims (transaction-local, as PostgREST
+// does), then reads or writes through the generated client.
+//
+//   node_modules/.bin/tsx prisma/tools/rls-read.mts --url <postgres URL> --user <auth user id>
+//
+// Prints one JSON object: the persons and forecast points the user sees, and
+// whether an attempt to edit forecasts was refused. Needs `prisma generate` first.
+import { parseArgs } from "node:util";
+import { PrismaPg } from "@prisma/adapter-pg";
+import { PrismaClient, type Prisma } from "../generated/client.ts";
+
+const { values } = parseArgs({ options: { url: { type: "string" }, user: { type: "string" } } });
+if (!values.url || !values.user) throw new Error("--url and --user are required");
+
+const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: values.url }) });
+const claims = JSON.stringify({ sub: values.user, role: "authenticated", aud: "authenticated" });
+
+async function asUser(tx: Prisma.TransactionClient): Promise<void> {
+  await tx.$queryRaw`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', ${claims}, true)`;
+}
+
+const seen = await prisma.$transaction(async (tx) => {
+  await asUser(tx);
+  const persons = await tx.person.findMany({ select: { id: true }, orderBy: { id: "asc" } });
+  const latest = await tx.prediction.findMany({
+    orderBy: [{ generatedAt: "desc" }, { horizonMinutes: "asc" }],
+    take: 12,
+    include: { sources: { select: { observationId: true } } },
+  });
+  return {
+    persons: persons.map((person) => person.id),
+    predictions: await tx.prediction.count(),
+    latest: latest.map((point) => ({
+      personId: point.personId,
+      horizonMinutes: point.horizonMinutes,
+      disclaimerVersion: point.disclaimerVersion,
+      sources: point.sources.map((source) => source.observationId),
+    })),
+  };
+});
+
+let editForecasts: string;
+try {
+  await prisma.$transaction(async (tx) => {
+    await asUser(tx);
+    await tx.prediction.updateMany({ data: { valueMgDl: 1 } });
+  });
+  editForecasts = "allowed";
+} catch (error) {
+  editForecasts = /permission denied/.test(String(error)) ? "refused" : `failed: ${String(error)}`;
+}
+
+console.log(JSON.stringify({ ...seen, editForecasts }));
+await prisma.$disconnect();
