@@ -8,7 +8,9 @@ actor on a row of person A. This module
 - measures every cell: it builds the probe world (``policies/world.sql``) in a
   transaction that is rolled back, becomes each actor, runs each probe and
   names the outcome (``measure``);
-- writes the same cells as a pgTAP file for ``pg_prove`` / ``supabase test db``
+- runs each actor's UPDATE and DELETE without WHERE, which a row-targeted
+  probe cannot stand in for (``measure_blanket``);
+- writes the same checks as a pgTAP file for ``pg_prove`` / ``supabase test db``
   (``pgtap_file``) and as a markdown report (``report``);
 - guards the catalog against drift from the matrix (``guard``).
 """
@@ -94,13 +96,13 @@ def load(path: Path = MATRIX_FILE) -> Matrix:
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise GlucokitError(f"{path}: {exc}") from exc
+        raise GlucokitError(f"{path.name}: {exc}") from exc
     actors = tuple(data.get("actors", ()))
     operations = tuple(data.get("operations", ()))
     if actors != ACTORS:
-        raise GlucokitError(f"{path}: actors must be {list(ACTORS)}, found {list(actors)}")
+        raise GlucokitError(f"{path.name}: actors must be {list(ACTORS)}, found {list(actors)}")
     if operations != OPERATIONS:
-        raise GlucokitError(f"{path}: operations must be {list(OPERATIONS)}, found {list(operations)}")
+        raise GlucokitError(f"{path.name}: operations must be {list(OPERATIONS)}, found {list(operations)}")
     entries = []
     for kind, section in (("table", "tables"), ("bucket", "buckets")):
         for name, spec in data.get(section, {}).items():
