@@ -52,6 +52,18 @@ def test_supabase_migration_list_shows_every_migration_applied(database_url: str
 def test_supabase_advisors_report_nothing_at_warn_or_above(database_url: str) -> None:
     found = advisors.lints(database_url)
     assert advisors.at_or_above(found, "WARN") == []
+    result = supabase_cli.run(["db", "advisors", "--fail-on", "warn"], database_url)
+    assert result.returncode == 0, result.output
+
+
+def test_supabase_advisors_fail_on_a_warning(new_database: Callable[[], str]) -> None:
+    url = new_database()
+    migrate.migrate(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("create function public.loose() returns int language sql as $$ select 1 $$")
+    result = supabase_cli.run(["db", "advisors", "--fail-on", "warn"], url)
+    assert result.returncode != 0
+    assert [lint.name for lint in advisors.at_or_above(advisors.lints(url), "WARN")] == ["function_search_path_mutable"]
 
 
 def test_a_failing_migration_names_itself_and_keeps_earlier_ones(
