@@ -51,6 +51,7 @@ def test_a_server_that_is_down_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("glucokit: error: cannot connect to postgresql://postgres:***@localhost")
+    assert "No such file or directory" in result.stderr
     assert "secret" not in result.stderr
 
 
@@ -97,3 +98,19 @@ def test_demo_loads_and_shows_what_each_user_sees(new_database: Callable[[], str
     assert table["prediction"] == [str(12 * 3), str(12 * alice_persons), str(12 * bob_persons)]
     assert "anon sees: nothing (permission denied for table person)" in result.stdout
     assert "Informational only." in result.stdout
+
+
+def test_policies_check_passes_on_the_migrated_database(database_url: str) -> None:
+    result = glucokit("policies", "check", "--database-url", database_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1] == "196 cells and 76 statements without WHERE measured; 0 problem(s)"
+
+
+def test_policies_check_fails_on_a_loosened_policy(new_database: Callable[[], str]) -> None:
+    url = new_database()
+    assert glucokit("db", "migrate", "--database-url", url).returncode == 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("""alter policy "Persons are visible to their owner" on public.person using (true)""")
+    result = glucokit("policies", "check", "--database-url", url)
+    assert result.returncode == 1
+    assert "problem: public.person: other_user select is allowed, the matrix says filtered" in result.stdout

@@ -15,7 +15,7 @@ from glucokit.database import Target
 from glucokit.errors import GlucokitError
 from glucokit.project import MIGRATIONS_DIR, PROJECT_DIR
 
-LOCAL_VERSIONS = sorted(path.name.split("_", 1)[0] for path in MIGRATIONS_DIR.glob("*.sql"))
+LOCAL_VERSIONS = migrate.local_migrations()
 
 
 def test_migration_files_are_named_by_timestamp() -> None:
@@ -86,7 +86,7 @@ def test_a_failing_migration_names_itself_and_keeps_earlier_ones(
         assert conn.execute("select to_regclass('public.broken_example')").fetchone() == (None,)
 
 
-def test_the_platform_layer_is_idempotent_and_skipped_on_supabase(database_url: str) -> None:
+def test_the_platform_layer_is_idempotent_and_recognises_supabase(database_url: str) -> None:
     with psycopg.connect(database_url) as conn:
         platform.install(conn)
         assert not platform.is_supabase(conn)

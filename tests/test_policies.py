@@ -11,16 +11,15 @@ import pytest
 
 from glucokit import policies
 from glucokit.errors import GlucokitError
-from glucokit.policies import Matrix
+from glucokit.policies import Matrix, Measurement
 from glucokit.sessions import Connection
 
 MATRIX = policies.load()
-Measured = dict[tuple[str, str, str], str]
 
 
 @pytest.fixture(scope="module")
-def measured(database_url: str) -> Measured:
-    """Every cell's outcome, by a real attempt on the migrated database (rolled back)."""
+def measured(database_url: str) -> Measurement:
+    """Every cell's outcome and the WHERE-less checks, by real attempts on the migrated database (rolled back)."""
     with psycopg.connect(database_url) as conn:
         return policies.measure(conn, MATRIX)
 
@@ -33,16 +32,16 @@ def _cells() -> Iterator[Any]:
 
 
 @pytest.mark.parametrize(("target", "actor", "operation", "expected"), list(_cells()))
-def test_cell(measured: Measured, target: str, actor: str, operation: str, expected: str) -> None:
-    assert measured[(target, actor, operation)] == expected
+def test_cell(measured: Measurement, target: str, actor: str, operation: str, expected: str) -> None:
+    assert measured.outcomes[(target, actor, operation)] == expected
 
 
 def test_the_catalog_matches_the_matrix(conn: Connection) -> None:
     assert policies.guard(conn, MATRIX) == []
 
 
-def test_update_and_delete_without_where_reach_only_what_the_matrix_allows(conn: Connection) -> None:
-    assert policies.measure_blanket(conn, MATRIX) == []
+def test_update_and_delete_without_where_reach_only_what_the_matrix_allows(measured: Measurement) -> None:
+    assert measured.leaks == []
 
 
 # A change to the schema, and problems the guards must report for it (among
@@ -150,30 +149,34 @@ def test_the_pgtap_file_is_generated_from_the_matrix() -> None:
     )
 
 
-def test_the_report_in_docs_is_current(measured: Measured) -> None:
-    assert policies.REPORT_FILE.read_text() == policies.report(MATRIX, measured, []), (
+def test_the_report_in_docs_is_current(measured: Measurement) -> None:
+    assert policies.REPORT_FILE.read_text() == policies.report(MATRIX, measured), (
         "docs/policies.md is out of date: run `glucokit policies report --write`"
     )
 
 
-def test_the_report_shows_a_cell_that_differs(measured: Measured) -> None:
-    wrong = dict(measured) | {("public.prediction", "other_user", "select"): "allowed"}
-    text = policies.report(MATRIX, wrong, ["public.person: other_user reaches person A's rows"])
+def test_the_report_shows_a_cell_that_differs(measured: Measurement) -> None:
+    wrong = Measurement(
+        outcomes=dict(measured.outcomes) | {("public.prediction", "other_user", "select"): "allowed"},
+        leaks=["public.person: other_user reaches person A's rows"],
+    )
+    assert wrong.mismatches(MATRIX) == [
+        "public.prediction: other_user select is allowed, the matrix says filtered",
+        "public.person: other_user reaches person A's rows",
+    ]
+    text = policies.report(MATRIX, wrong)
     assert "196 cells, 195 as expected, 1 not." in text
     assert "76 checked, 1 reach person A's rows.\n- public.person: other_user reaches person A's rows" in text
     assert "| other_user | **allowed** (expected filtered) | refused | refused | refused |" in text
 
 
-def test_every_cell_is_counted(measured: Measured) -> None:
+def test_every_cell_is_counted(measured: Measurement) -> None:
     matrix: Matrix = MATRIX
-    assert len(measured) == len(matrix.entries) * len(matrix.actors) * len(matrix.operations) == 196
+    assert len(measured.outcomes) == len(matrix.entries) * len(matrix.actors) * len(matrix.operations) == 196
 
 
 def test_every_policy_is_load_bearing(conn: Connection) -> None:
     """Loosening any one of the kit's policies to `true` must turn a cell or a WHERE-less check red."""
-    expected = {
-        (entry.name, actor, operation): entry.expected[actor][operation] for entry, actor, operation in MATRIX.cells()
-    }
     kit_policies = conn.execute(
         """select schemaname, tablename, policyname, cmd from pg_policies
            where schemaname = 'public'
@@ -181,14 +184,14 @@ def test_every_policy_is_load_bearing(conn: Connection) -> None:
            order by 1, 2, 3"""
     ).fetchall()
     assert len(kit_policies) >= 20
+    clauses = {"SELECT": "using (true)", "DELETE": "using (true)", "INSERT": "with check (true)"}
     unnoticed = []
     for schema, table, policy, command in kit_policies:
-        clauses = {"SELECT": "using (true)", "DELETE": "using (true)", "INSERT": "with check (true)"}
         loosen = (
             f'alter policy "{policy}" on {schema}.{table} {clauses.get(str(command), "using (true) with check (true)")}'
         )
         with conn.transaction(force_rollback=True):
             conn.execute(loosen.encode())
-            if policies.measure(conn, MATRIX) == expected and not policies.measure_blanket(conn, MATRIX):
+            if not policies.measure(conn, MATRIX).mismatches(MATRIX):
                 unnoticed.append(f"{schema}.{table}: {policy}")
     assert unnoticed == [], "\n".join(unnoticed)

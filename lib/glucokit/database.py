@@ -145,5 +145,6 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[tuple[o
     try:
         return psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=autocommit)
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        # libpq's first line names the cause; the lines after it are generic hints.
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GlucokitError(f"cannot connect to {redact(url)}: {reason}") from exc

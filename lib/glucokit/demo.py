@@ -152,10 +152,10 @@ def _register_baseline(conn: Connection, person_id: UUID) -> None:
             },
         ).fetchone()
         assert model is not None
-        latest_id, latest_at, latest_value = readings[-1]
+        latest_id, latest_at, _ = readings[-1]
+        value = values[-1]
         for horizon in HORIZONS_MIN:
             lower, upper = _band(values, horizon // 5, BAND_COVERAGE)
-            value = float(str(latest_value))
             prediction = conn.execute(
                 query("demo_insert_prediction"),
                 {

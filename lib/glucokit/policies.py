@@ -7,9 +7,9 @@ actor on a row of person A. This module
 - loads and validates the matrix;
 - measures every cell: it builds the probe world (``policies/world.sql``) in a
   transaction that is rolled back, becomes each actor, runs each probe and
-  names the outcome (``measure``);
-- runs each actor's UPDATE and DELETE without WHERE, which a row-targeted
-  probe cannot stand in for (``measure_blanket``);
+  names the outcome; in the same transaction it runs each actor's UPDATE and
+  DELETE without WHERE, which a row-targeted probe cannot stand in for
+  (``measure``);
 - writes the same checks as a pgTAP file for ``pg_prove`` / ``supabase test db``
   (``pgtap_file``) and as a markdown report (``report``);
 - guards the catalog against drift from the matrix (``guard``).
@@ -257,19 +257,6 @@ def cell_statements(entry: Entry, actor: str, operation: str, world: ProbeWorld)
     return [*_become(actor, world), attempt, _RESET]
 
 
-def measure(conn: Connection, matrix: Matrix, world: ProbeWorld | None = None) -> dict[tuple[str, str, str], str]:
-    """The outcome of every cell, by real attempts in a transaction that is rolled back."""
-    world = world or probe_world()
-    outcomes = {}
-    with conn.transaction(force_rollback=True):
-        _prepare(conn, world)
-        for entry, actor, operation in matrix.cells():
-            for step in cell_statements(entry, actor, operation, world):
-                conn.execute(step)
-            outcomes[(entry.name, actor, operation)] = _outcome(conn)
-    return outcomes
-
-
 def _prepare(conn: Connection, world: ProbeWorld) -> None:
     """The probe functions and the probe world, in the current transaction."""
     conn.execute(_attempt_function().encode())
@@ -347,18 +334,44 @@ def blanket_statements(entry: Entry, actor: str, operation: str, world: ProbeWor
     return [baseline, *_become(actor, world), reach, _RESET]
 
 
-def measure_blanket(conn: Connection, matrix: Matrix, world: ProbeWorld | None = None) -> list[str]:
-    """The actors whose UPDATE or DELETE without WHERE reaches person A's rows (none, when all is well)."""
+Cell = tuple[str, str, str]  # (entry name, actor, operation)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What the database did: the outcome of every cell, and the WHERE-less statements that reached person A."""
+
+    outcomes: Mapping[Cell, str]
+    leaks: list[str]
+
+    def mismatches(self, matrix: Matrix) -> list[str]:
+        """Every cell whose measured outcome is not the matrix's, and every leak."""
+        differ = [
+            f"{entry.name}: {actor} {operation} is {self.outcomes.get((entry.name, actor, operation), 'not measured')},"
+            f" the matrix says {entry.expected[actor][operation]}"
+            for entry, actor, operation in matrix.cells()
+            if self.outcomes.get((entry.name, actor, operation)) != entry.expected[actor][operation]
+        ]
+        return differ + self.leaks
+
+
+def measure(conn: Connection, matrix: Matrix, world: ProbeWorld | None = None) -> Measurement:
+    """Real attempts for every cell and every WHERE-less statement, in one transaction that is rolled back."""
     world = world or probe_world()
+    outcomes = {}
     leaks = []
     with conn.transaction(force_rollback=True):
         _prepare(conn, world)
+        for entry, actor, operation in matrix.cells():
+            for step in cell_statements(entry, actor, operation, world):
+                conn.execute(step)
+            outcomes[(entry.name, actor, operation)] = _outcome(conn)
         for entry, actor, operation in blanket_cells(matrix):
             for step in blanket_statements(entry, actor, operation, world):
                 conn.execute(step)
             if _outcome(conn) != "untouched":
                 leaks.append(f"{entry.name}: {actor} reaches person A's rows with {operation} without WHERE")
-    return leaks
+    return Measurement(outcomes=outcomes, leaks=leaks)
 
 
 # -----------------------------------------------------------------------------
@@ -411,13 +424,10 @@ def pgtap_file(matrix: Matrix, world: ProbeWorld | None = None) -> str:
     return "\n".join(lines)
 
 
-def report(matrix: Matrix, measured: Mapping[tuple[str, str, str], str], leaks: list[str]) -> str:
+def report(matrix: Matrix, measurement: Measurement) -> str:
     """The matrix with the measured outcome of every cell, and the WHERE-less checks, as markdown."""
-    mismatches = [
-        (entry.name, actor, operation)
-        for entry, actor, operation in matrix.cells()
-        if measured.get((entry.name, actor, operation)) != entry.expected[actor][operation]
-    ]
+    leaks = measurement.leaks
+    differing = len(measurement.mismatches(matrix)) - len(leaks)
     total = sum(1 for _ in matrix.cells())
     lines = [
         "# Access matrix: expected and measured",
@@ -427,7 +437,7 @@ def report(matrix: Matrix, measured: Mapping[tuple[str, str, str], str], leaks: 
         "Each cell is the outcome when the actor acts on a row of person A, owned by user A:",
         "**allowed** (the row is reached), **filtered** (zero rows, no error) or **refused** (SQLSTATE 42501).",
         "",
-        f"{total} cells, {total - len(mismatches)} as expected, {len(mismatches)} not.",
+        f"{total} cells, {total - differing} as expected, {differing} not.",
         "",
         f"UPDATE and DELETE without WHERE, by each actor that may not update or delete person A's rows: "
         f"{sum(1 for _ in blanket_cells(matrix))} checked, {len(leaks)} reach person A's rows.",
@@ -442,7 +452,7 @@ def report(matrix: Matrix, measured: Mapping[tuple[str, str, str], str], leaks: 
             cells = []
             for operation in matrix.operations:
                 expected = entry.expected[actor][operation]
-                found = measured.get((entry.name, actor, operation), "not measured")
+                found = measurement.outcomes.get((entry.name, actor, operation), "not measured")
                 cells.append(expected if found == expected else f"**{found}** (expected {expected})")
             lines.append(f"| {actor} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -40,13 +40,14 @@ def run(args: list[str], url: str, *, workdir: Path = PROJECT_DIR) -> CliResult:
         "SUPABASE_TELEMETRY_DISABLED": "1",
         "DO_NOT_TRACK": "1",
     }
-    command = [str(binary), *args, f"--remote={with_host(url)}", "--workdir", str(workdir)]
+    remote = with_host(url)
+    command = [str(binary), *args, f"--remote={remote}", "--workdir", str(workdir)]
     completed = tools.run(command, what=f"`supabase {' '.join(args)}`", timeout_s=CLI_TIMEOUT_S, cwd=workdir, env=env)
-    secret_free = redact(with_host(url))
+    secret_free = redact(remote)
     return CliResult(
         returncode=completed.returncode,
-        stdout=completed.stdout.replace(with_host(url), secret_free),
-        output=(completed.stdout + completed.stderr).replace(with_host(url), secret_free),
+        stdout=completed.stdout.replace(remote, secret_free),
+        output=(completed.stdout + completed.stderr).replace(remote, secret_free),
     )
 
 
