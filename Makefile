@@ -15,7 +15,7 @@ install: $(VENV)/.installed node_modules/.installed $(VENV)/.pgtap-installed
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,simulate]'
 	touch $@
 
 # pgTAP goes into the embedded PostgreSQL inside the venv, so it is redone with the venv.

@@ -43,5 +43,8 @@ values (
 insert into public.prediction_source (prediction_id, person_id, observation_id, observation_effective_at)
 values ({prediction}, {person}, {observation}, {observation_at});
 
+insert into public.quarantined_entry (person_id, source, entry_index, errors, payload)
+values ({person}, 'probe.json', 3, '[{{"field": "valueQuantity.code", "reason": "probe"}}]', '{{"resourceType": "Observation"}}');
+
 insert into storage.objects (bucket_id, name)
 values ('models', {folder} || 'model.safetensors');

@@ -21,6 +21,7 @@ from glucokit import database, migrate, policies
 from glucokit.policies import ProbeWorld
 from glucokit.sessions import Connection
 from glucokit.urls import with_database
+from owners import Owner
 
 EXTERNAL_URL = os.environ.get("DATABASE_URL")
 TEST_SERVER_URL = os.environ.get("GLUCOKIT_TEST_SERVER_URL")
@@ -106,3 +107,30 @@ def conn(database_url: str) -> Iterator[Connection]:
     """A connection as the database owner; tests switch roles per transaction."""
     with psycopg.connect(database_url) as connection:
         yield connection
+
+
+@pytest.fixture
+def make_owner(database_url: str) -> Iterator[Callable[[], Owner]]:
+    """Signed-in users who own one fresh person each (committed; removed with everything of theirs afterwards)."""
+    made: list[Owner] = []
+
+    def make() -> Owner:
+        owner = Owner(uuid4(), uuid4())
+        with psycopg.connect(database_url) as conn:
+            conn.execute(
+                "insert into auth.users (id, aud, role, email) values (%s, 'authenticated', 'authenticated', %s)",
+                (owner.user, f"{owner.user}@ingest.test"),
+            )
+            conn.execute("insert into public.person (id, owner_id) values (%s, %s)", (owner.person, owner.user))
+        made.append(owner)
+        return owner
+
+    yield make
+    with psycopg.connect(database_url) as conn:
+        for owner in made:
+            conn.execute("delete from auth.users where id = %s", (owner.user,))
+
+
+@pytest.fixture
+def owner(make_owner: Callable[[], Owner]) -> Owner:
+    return make_owner()

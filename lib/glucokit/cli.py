@@ -7,10 +7,14 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from uuid import UUID
 
-from glucokit import advisors, database, demo, migrate, pgtap, policies, prisma_check
+from glucokit import advisors, database, demo, export, ingest, migrate, pgtap, policies, prisma_check
 from glucokit.errors import GlucokitError
+from glucokit.fhir import FHIR_VERSIONS
 from glucokit.project import PRISMA_SCHEMA
+from glucokit.queries import query
+from glucokit.sessions import Connection
 
 
 def _db_start(args: argparse.Namespace) -> int:
@@ -151,6 +155,58 @@ def _policies_pgtap(args: argparse.Namespace) -> int:
     return 0
 
 
+def _person_owner(conn: Connection, person_id: UUID, user: UUID | None) -> UUID:
+    """The user to act as: ``--user``, or else the person's owner (the CLI holds the database's credentials)."""
+    if user is not None:
+        return user
+    row = conn.execute(query("person_owner"), {"person_id": person_id}).fetchone()
+    conn.commit()
+    if row is None:
+        raise GlucokitError(f"person {person_id} does not exist")
+    owner = row[0]
+    assert isinstance(owner, UUID)
+    return owner
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    target = database.target(args.database_url)
+    limits = ingest.Limits(max_document_bytes=int(args.max_document_mib * ingest.MIB))
+    connections = [database.connect(target.url) for _ in range(args.writers)]
+    rejected = 0
+    try:
+        user = _person_owner(connections[0], args.person, args.user)
+        run = ingest.Ingest(
+            connections, user_id=user, person_id=args.person, fhir_version=args.fhir_version, limits=limits
+        )
+        for path in args.files:
+            began = time.monotonic()
+            report = run.path(path)
+            elapsed = time.monotonic() - began
+            print(f"{report.summary()} in {elapsed:.1f} s ({report.entries / max(elapsed, 1e-9):,.0f} entries/s)")
+            for rejection in report.rejections:
+                print(f"  {rejection}")
+            if report.rejected > len(report.rejections):
+                print(f"  ... and {report.rejected - len(report.rejections)} more: see public.quarantined_entry")
+            rejected += report.rejected
+    finally:
+        for conn in connections:
+            conn.close()
+    return 3 if rejected else 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    target = database.target(args.database_url)
+    with database.connect(target.url) as conn:
+        user = _person_owner(conn, args.person, args.user)
+        if args.out is None:
+            count = export.export(conn, sys.stdout.buffer, user_id=user, person_id=args.person, form=args.format)
+        else:
+            with args.out.open("wb") as out:
+                count = export.export(conn, out, user_id=user, person_id=args.person, form=args.format)
+    print(f"exported {count} observation(s) of person {args.person}", file=sys.stderr)
+    return 0
+
+
 def _print_migration(report: migrate.MigrationReport) -> None:
     layer = "skipped (Supabase project)" if report.supabase_project else "installed"
     print(f"platform layer: {layer}")
@@ -223,6 +279,40 @@ def build_parser() -> argparse.ArgumentParser:
     pgtap_command = policies_commands.add_parser("pgtap", help="write the matrix as pgTAP tests for pg_prove")
     pgtap_command.add_argument("--check", action="store_true", help="only check that the file is up to date")
     pgtap_command.set_defaults(handler=_policies_pgtap)
+
+    acting = argparse.ArgumentParser(add_help=False, parents=[common])
+    acting.add_argument("--person", type=UUID, required=True, metavar="ID", help="the person the data belongs to")
+    acting.add_argument(
+        "--user",
+        type=UUID,
+        metavar="ID",
+        help="act as this signed-in user, under row-level security (default: the person's owner)",
+    )
+    ingest_command = commands.add_parser(
+        "ingest",
+        help="store FHIR Observations (a Bundle, one Observation, or NDJSON; .gz too) for a person",
+        description="Exit 0: every entry stored; 3: some entries rejected (listed, and kept in quarantine).",
+        parents=[acting],
+    )
+    ingest_command.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    ingest_command.add_argument("--fhir-version", choices=FHIR_VERSIONS, default="R4B", help="default: R4B")
+    ingest_command.add_argument(
+        "--writers", type=int, default=2, choices=range(1, 9), metavar="N", help="database connections (default: 2)"
+    )
+    ingest_command.add_argument(
+        "--max-document-mib",
+        type=float,
+        default=ingest.Limits().max_document_bytes / ingest.MIB,
+        metavar="MIB",
+        help="largest JSON document accepted (NDJSON has no total limit; default: %(default)s)",
+    )
+    ingest_command.set_defaults(handler=_ingest)
+    export_command = commands.add_parser(
+        "export", help="write a person's observations as a FHIR Bundle or NDJSON", parents=[acting]
+    )
+    export_command.add_argument("--format", choices=export.EXPORT_FORMATS, default="bundle", help="default: bundle")
+    export_command.add_argument("--out", type=Path, metavar="FILE", help="write here instead of to standard output")
+    export_command.set_defaults(handler=_export)
 
     demo_command = commands.add_parser(
         "demo", help="migrate, load the demo data set and show what each demo user sees", parents=[common]

@@ -3,7 +3,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 set local search_path = public, extensions;
-select plan(272);
+select plan(311);
 
 -- pg_temp.policy_attempt(probe, returns_count): runs one probe statement as the
 -- current role and undoes whatever it did. Returns 'allowed' (rows reached),
@@ -116,6 +116,9 @@ values (
 insert into public.prediction_source (prediction_id, person_id, observation_id, observation_effective_at)
 values ('32b8e303a638593db675f8a686242207'::uuid, 'b304d7ca79a45c0082e7649110572573'::uuid, 'bfda7d11a5c055be8ba2b7c4df3187c4'::uuid, '2026-01-15 08:00:00+00:00'::timestamptz);
 
+insert into public.quarantined_entry (person_id, source, entry_index, errors, payload)
+values ('b304d7ca79a45c0082e7649110572573'::uuid, 'probe.json', 3, '[{"field": "valueQuantity.code", "reason": "probe"}]', '{"resourceType": "Observation"}');
+
 insert into storage.objects (bucket_id, name)
 values ('models', 'acd254e3-84e3-5466-a63e-3bec1b815a6b/b304d7ca-79a4-5c00-82e7-649110572573/glucose-forecast/v1.0.0/' || 'model.safetensors');
 -- The probe world: one signed-in user who owns one person, with a row of every
@@ -162,6 +165,9 @@ values (
 
 insert into public.prediction_source (prediction_id, person_id, observation_id, observation_effective_at)
 values ('65735d295cf25ba3b7a029ed96d8cc29'::uuid, '18dd47afc7a05129bc2fa72761503cdb'::uuid, 'df500713289550989935f031bf8bdad1'::uuid, '2026-01-15 08:00:00+00:00'::timestamptz);
+
+insert into public.quarantined_entry (person_id, source, entry_index, errors, payload)
+values ('18dd47afc7a05129bc2fa72761503cdb'::uuid, 'probe.json', 3, '[{"field": "valueQuantity.code", "reason": "probe"}]', '{"resourceType": "Observation"}');
 
 insert into storage.objects (bucket_id, name)
 values ('models', 'a0e40afa-fcb3-5dbb-be67-e626d3ebde83/18dd47af-c7a0-5129-bc2f-a72761503cdb/glucose-forecast/v1.0.0/' || 'model.safetensors');
@@ -898,6 +904,128 @@ select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from 
 reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
 select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.prediction_source: service_role delete is allowed');
 
+-- table public.quarantined_entry: quarantined_entry.person_id -> person.owner_id (private.owned_person_ids())
+select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', true), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.quarantined_entry: anon select is refused');
+select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('insert into public.quarantined_entry (person_id, source, entry_index, errors, payload) values (''b304d7ca79a45c0082e7649110572573''::uuid, ''probe.json'', 0, ''[{"field": "code", "reason": "probe"}]'', ''{}'')', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.quarantined_entry: anon insert is refused');
+select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('update public.quarantined_entry set payload = ''{"edited": true}'' where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.quarantined_entry: anon update is refused');
+select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.quarantined_entry: anon delete is refused');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "acd254e3-84e3-5466-a63e-3bec1b815a6b"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', true), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.quarantined_entry: owner select is allowed');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "acd254e3-84e3-5466-a63e-3bec1b815a6b"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('insert into public.quarantined_entry (person_id, source, entry_index, errors, payload) values (''b304d7ca79a45c0082e7649110572573''::uuid, ''probe.json'', 0, ''[{"field": "code", "reason": "probe"}]'', ''{}'')', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.quarantined_entry: owner insert is allowed');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "acd254e3-84e3-5466-a63e-3bec1b815a6b"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('update public.quarantined_entry set payload = ''{"edited": true}'' where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.quarantined_entry: owner update is refused');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "acd254e3-84e3-5466-a63e-3bec1b815a6b"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.quarantined_entry: owner delete is allowed');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "a0e40afa-fcb3-5dbb-be67-e626d3ebde83"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', true), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'filtered', 'public.quarantined_entry: other_user select is filtered');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "a0e40afa-fcb3-5dbb-be67-e626d3ebde83"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('insert into public.quarantined_entry (person_id, source, entry_index, errors, payload) values (''b304d7ca79a45c0082e7649110572573''::uuid, ''probe.json'', 0, ''[{"field": "code", "reason": "probe"}]'', ''{}'')', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.quarantined_entry: other_user insert is refused');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "a0e40afa-fcb3-5dbb-be67-e626d3ebde83"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('update public.quarantined_entry set payload = ''{"edited": true}'' where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.quarantined_entry: other_user update is refused');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "a0e40afa-fcb3-5dbb-be67-e626d3ebde83"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'filtered', 'public.quarantined_entry: other_user delete is filtered');
+set local role glucokit_worker;
+select private.begin_person_scope('b304d7ca79a45c0082e7649110572573'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', true), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.quarantined_entry: worker_in_scope select is refused');
+set local role glucokit_worker;
+select private.begin_person_scope('b304d7ca79a45c0082e7649110572573'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('insert into public.quarantined_entry (person_id, source, entry_index, errors, payload) values (''b304d7ca79a45c0082e7649110572573''::uuid, ''probe.json'', 0, ''[{"field": "code", "reason": "probe"}]'', ''{}'')', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.quarantined_entry: worker_in_scope insert is refused');
+set local role glucokit_worker;
+select private.begin_person_scope('b304d7ca79a45c0082e7649110572573'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('update public.quarantined_entry set payload = ''{"edited": true}'' where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.quarantined_entry: worker_in_scope update is refused');
+set local role glucokit_worker;
+select private.begin_person_scope('b304d7ca79a45c0082e7649110572573'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.quarantined_entry: worker_in_scope delete is refused');
+set local role glucokit_worker;
+select private.begin_person_scope('18dd47afc7a05129bc2fa72761503cdb'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', true), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.quarantined_entry: worker_other_scope select is refused');
+set local role glucokit_worker;
+select private.begin_person_scope('18dd47afc7a05129bc2fa72761503cdb'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('insert into public.quarantined_entry (person_id, source, entry_index, errors, payload) values (''b304d7ca79a45c0082e7649110572573''::uuid, ''probe.json'', 0, ''[{"field": "code", "reason": "probe"}]'', ''{}'')', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.quarantined_entry: worker_other_scope insert is refused');
+set local role glucokit_worker;
+select private.begin_person_scope('18dd47afc7a05129bc2fa72761503cdb'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('update public.quarantined_entry set payload = ''{"edited": true}'' where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.quarantined_entry: worker_other_scope update is refused');
+set local role glucokit_worker;
+select private.begin_person_scope('18dd47afc7a05129bc2fa72761503cdb'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.quarantined_entry: worker_other_scope delete is refused');
+set local role glucokit_worker;
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', true), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.quarantined_entry: worker_unscoped select is refused');
+set local role glucokit_worker;
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('insert into public.quarantined_entry (person_id, source, entry_index, errors, payload) values (''b304d7ca79a45c0082e7649110572573''::uuid, ''probe.json'', 0, ''[{"field": "code", "reason": "probe"}]'', ''{}'')', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.quarantined_entry: worker_unscoped insert is refused');
+set local role glucokit_worker;
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('update public.quarantined_entry set payload = ''{"edited": true}'' where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.quarantined_entry: worker_unscoped update is refused');
+set local role glucokit_worker;
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.quarantined_entry: worker_unscoped delete is refused');
+select set_config('role', 'service_role', true), set_config('request.jwt.claims', '{"role": "service_role"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', true), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.quarantined_entry: service_role select is allowed');
+select set_config('role', 'service_role', true), set_config('request.jwt.claims', '{"role": "service_role"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('insert into public.quarantined_entry (person_id, source, entry_index, errors, payload) values (''b304d7ca79a45c0082e7649110572573''::uuid, ''probe.json'', 0, ''[{"field": "code", "reason": "probe"}]'', ''{}'')', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.quarantined_entry: service_role insert is allowed');
+select set_config('role', 'service_role', true), set_config('request.jwt.claims', '{"role": "service_role"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('update public.quarantined_entry set payload = ''{"edited": true}'' where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.quarantined_entry: service_role update is allowed');
+select set_config('role', 'service_role', true), set_config('request.jwt.claims', '{"role": "service_role"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.quarantined_entry: service_role delete is allowed');
+
 -- bucket models: (storage.foldername(name))[1] = (select auth.uid())::text; workers: name starts with private.worker_storage_prefix()
 select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
 select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from storage.objects where bucket_id = ''models'' and starts_with(name, ''acd254e3-84e3-5466-a63e-3bec1b815a6b/b304d7ca-79a4-5c00-82e7-649110572573/glucose-forecast/v1.0.0/'')', true), true);
@@ -1373,6 +1501,65 @@ set local role glucokit_worker;
 select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('delete from public.prediction_source', 'select count(*) from public.prediction_source where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
 reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
 select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.prediction_source: worker_unscoped delete without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.quarantined_entry where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (payload = ''{"edited": true}'')')::text, true);
+select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('update public.quarantined_entry set payload = ''{"edited": true}''', 'select count(*) from public.quarantined_entry where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (payload = ''{"edited": true}'')')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.quarantined_entry: anon update without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.quarantined_entry where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (payload = ''{"edited": true}'')')::text, true);
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "acd254e3-84e3-5466-a63e-3bec1b815a6b"}', true);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('update public.quarantined_entry set payload = ''{"edited": true}''', 'select count(*) from public.quarantined_entry where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (payload = ''{"edited": true}'')')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.quarantined_entry: owner update without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.quarantined_entry where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (payload = ''{"edited": true}'')')::text, true);
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "a0e40afa-fcb3-5dbb-be67-e626d3ebde83"}', true);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('update public.quarantined_entry set payload = ''{"edited": true}''', 'select count(*) from public.quarantined_entry where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (payload = ''{"edited": true}'')')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.quarantined_entry: other_user update without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.quarantined_entry where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (payload = ''{"edited": true}'')')::text, true);
+set local role glucokit_worker;
+select private.begin_person_scope('b304d7ca79a45c0082e7649110572573'::uuid);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('update public.quarantined_entry set payload = ''{"edited": true}''', 'select count(*) from public.quarantined_entry where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (payload = ''{"edited": true}'')')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.quarantined_entry: worker_in_scope update without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.quarantined_entry where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (payload = ''{"edited": true}'')')::text, true);
+set local role glucokit_worker;
+select private.begin_person_scope('18dd47afc7a05129bc2fa72761503cdb'::uuid);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('update public.quarantined_entry set payload = ''{"edited": true}''', 'select count(*) from public.quarantined_entry where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (payload = ''{"edited": true}'')')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.quarantined_entry: worker_other_scope update without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.quarantined_entry where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (payload = ''{"edited": true}'')')::text, true);
+set local role glucokit_worker;
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('update public.quarantined_entry set payload = ''{"edited": true}''', 'select count(*) from public.quarantined_entry where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (payload = ''{"edited": true}'')')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.quarantined_entry: worker_unscoped update without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, true);
+select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('delete from public.quarantined_entry', 'select count(*) from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.quarantined_entry: anon delete without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, true);
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "a0e40afa-fcb3-5dbb-be67-e626d3ebde83"}', true);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('delete from public.quarantined_entry', 'select count(*) from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.quarantined_entry: other_user delete without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, true);
+set local role glucokit_worker;
+select private.begin_person_scope('b304d7ca79a45c0082e7649110572573'::uuid);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('delete from public.quarantined_entry', 'select count(*) from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.quarantined_entry: worker_in_scope delete without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, true);
+set local role glucokit_worker;
+select private.begin_person_scope('18dd47afc7a05129bc2fa72761503cdb'::uuid);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('delete from public.quarantined_entry', 'select count(*) from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.quarantined_entry: worker_other_scope delete without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, true);
+set local role glucokit_worker;
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('delete from public.quarantined_entry', 'select count(*) from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.quarantined_entry: worker_unscoped delete without WHERE leaves person A''s rows untouched');
 select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from storage.objects where (bucket_id = ''models'' and starts_with(name, ''acd254e3-84e3-5466-a63e-3bec1b815a6b/b304d7ca-79a4-5c00-82e7-649110572573/glucose-forecast/v1.0.0/'')) and (metadata = ''{"checked": true}'')')::text, true);
 select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
 select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('update storage.objects set metadata = ''{"checked": true}''', 'select count(*) from storage.objects where (bucket_id = ''models'' and starts_with(name, ''acd254e3-84e3-5466-a63e-3bec1b815a6b/b304d7ca-79a4-5c00-82e7-649110572573/glucose-forecast/v1.0.0/'')) and (metadata = ''{"checked": true}'')')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
