@@ -140,7 +140,7 @@ def test_a_time_in_the_future_is_rejected(conn: Connection, owner: Owner) -> Non
 
 
 def test_several_problems_of_one_entry_are_all_reported(conn: Connection, owner: Owner) -> None:
-    bad = changed(cgm(1, 1500), effectiveDateTime="2026-10-01T08:05:00", identifier=None)
+    bad = changed(cgm(1, 1500), effectiveDateTime="2099-10-01T08:05:00Z", identifier=None)
     report = ingest(conn, owner, bundle(bad))
     (rejection,) = report.rejections
     assert [problem.field for problem in rejection.problems] == [

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from uuid import UUID
 
-from glucokit import advisors, database, demo, export, ingest, migrate, pgtap, policies, prisma_check
+from glucokit import advisors, database, demo, export, ingest, migrate, pgtap, policies, prisma_check, simulate
 from glucokit.errors import GlucokitError
 from glucokit.fhir import FHIR_VERSIONS
 from glucokit.project import PRISMA_SCHEMA
@@ -207,6 +208,19 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("simglucose") is None:
+        raise GlucokitError("glucokit simulate needs simglucose: pip install 'glucokit[simulate]'")
+    began = time.monotonic()
+    results = simulate.simulate(args.patients, args.days, seed=args.seed)
+    written = simulate.write_bundles(results, args.out, compress=not args.no_compress)
+    for result in results:
+        if result.dropped:
+            print(f"dropped {result.name}: {result.dropped}")
+    print(f"wrote {len(written)} bundle(s) to {args.out} in {time.monotonic() - began:.0f} s")
+    return 0
+
+
 def _print_migration(report: migrate.MigrationReport) -> None:
     layer = "skipped (Supabase project)" if report.supabase_project else "installed"
     print(f"platform layer: {layer}")
@@ -313,6 +327,18 @@ def build_parser() -> argparse.ArgumentParser:
     export_command.add_argument("--format", choices=export.EXPORT_FORMATS, default="bundle", help="default: bundle")
     export_command.add_argument("--out", type=Path, metavar="FILE", help="write here instead of to standard output")
     export_command.set_defaults(handler=_export)
+
+    simulate_command = commands.add_parser(
+        "simulate",
+        help="simulated CGM, carbohydrate and insulin data (simglucose) as one FHIR bundle per patient",
+        description="Seeded and reproducible; patients whose glucose falls below 10 mg/dL are dropped.",
+    )
+    simulate_command.add_argument("--patients", type=int, required=True, metavar="N", help="1 to 30")
+    simulate_command.add_argument("--days", type=float, required=True, metavar="D")
+    simulate_command.add_argument("--seed", type=int, default=0, help="default: 0")
+    simulate_command.add_argument("--out", type=Path, required=True, metavar="DIR")
+    simulate_command.add_argument("--no-compress", action="store_true", help="write .json instead of .json.gz")
+    simulate_command.set_defaults(handler=_simulate)
 
     demo_command = commands.add_parser(
         "demo", help="migrate, load the demo data set and show what each demo user sees", parents=[common]

@@ -16,6 +16,7 @@ Two questions are asked of every entry, in this order:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from glucokit.units import GLUCOSE_CODES, KINDS, MG_DL, MMOL_L, UCUM, UNIT_SYNON
 
 # How far ahead of the server's clock a reading may be (device clocks drift).
 FUTURE_TOLERANCE: Final = timedelta(minutes=5)
+
+_TIME_ELEMENTS: Final = frozenset({"effectiveDateTime", "effectiveInstant", "issued"})
 
 # Limits of the observation table's columns (see the observation migration).
 _MAX_TEXT: Final = 255
@@ -75,8 +78,7 @@ class Reading(NamedTuple):
 _DATE_TIME: Final = re.compile(
     r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
     r"(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])"
-    r"(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]{1,9})?)?)?"
-    r"(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)?)?)?"
+    r"(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]{1,9})?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?"
 )
 _INSTANT: Final = re.compile(
     r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)-(0[1-9]|1[0-2])-(0[1-9]|[1-2][0-9]|3[0-1])"
@@ -109,8 +111,10 @@ def _code(value: object) -> bool:
 
 
 def _number(value: object) -> bool:
-    # bool is an int in Python but never a JSON number.
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # bool is an int in Python but never a JSON number; 1e400 parses as infinity but is no FHIR decimal.
+    return (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, float) and math.isfinite(value)
+    )
 
 
 _CODING_KEYS: Final = frozenset({"system", "code", "display"})
@@ -357,13 +361,24 @@ class ObservationValidator:
         if not is_compact(resource):
             problems = structure_problems(resource, self.version)
             if problems:
-                return problems
+                return [self._clearer(problem, resource) for problem in problems]
         return self._meaning(resource)
+
+    def _clearer(self, problem: Problem, resource: dict[str, Any]) -> Problem:
+        """fhir.resources says a time "does not match spec regex"; say what is wrong with it instead."""
+        value = resource.get(problem.field)
+        if problem.field in _TIME_ELEMENTS and isinstance(value, str):
+            moment = _moment(problem.field, value, self.now)
+            if isinstance(moment, Problem):
+                return moment
+        return problem
 
     def _meaning(self, resource: dict[str, Any]) -> Reading | list[Problem]:
         # fhir.resources checks that status is a code; FHIR binds it to ObservationStatus (required).
         if resource["status"] not in _STATUS:
-            return [Problem("status", f"{resource['status']!r} is not an Observation status ({', '.join(_STATUS_ORDER)})")]
+            return [
+                Problem("status", f"{resource['status']!r} is not an Observation status ({', '.join(_STATUS_ORDER)})")
+            ]
         kind = _kind(resource["code"])
         if isinstance(kind, Problem):
             return [kind]
