@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
@@ -15,7 +16,7 @@ import pytest
 
 from fhir_samples import SOURCE, START, bundle, carbs, cgm, changed, insulin
 from glucokit.errors import GlucokitError
-from glucokit.ingest import Ingest, IngestReport, Limits
+from glucokit.ingest import Ingest, IngestReport, Limits, _Document, _ndjson_entries
 from glucokit.sessions import Connection
 from glucokit.units import MG_DL, MMOL_L
 from owners import Owner, ingest, quarantined, rows
@@ -348,3 +349,34 @@ def test_an_unknown_file_type_is_refused(conn: Connection, owner: Owner, tmp_pat
     path.write_text("<Bundle/>")
     with pytest.raises(GlucokitError, match=r"readings.xml: glucokit reads .json \(a Bundle or an Observation\)"):
         Ingest([conn], user_id=owner.user, person_id=owner.person).path(path)
+
+
+class _Tracked(io.BytesIO):
+    """A stream that remembers how far it has been read."""
+
+    furthest = 0
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        data = super().read(size)
+        _Tracked.furthest = max(_Tracked.furthest, self.tell())
+        return data
+
+
+def test_a_large_bundle_streams_entry_by_entry() -> None:
+    body = orjson.dumps(bundle(*(cgm(n) for n in range(5000))))
+    document = _Document("large.json", lambda: _Tracked(body), len(body))
+    entries = document.entries(Limits(), "R4B")
+    _Tracked.furthest = 0
+    first = next(entries)
+    assert first.value["identifier"][0]["value"] == "reading-0"
+    assert _Tracked.furthest < len(body) / 4  # the first entry came before most of the document was read
+    assert sum(1 for _ in entries) == 4999
+
+
+def test_ndjson_streams_line_by_line() -> None:
+    body = b"".join(orjson.dumps(cgm(n)) + b"\n" for n in range(5000))
+    stream = _Tracked(body)
+    _Tracked.furthest = 0
+    entries = _ndjson_entries(stream, Limits())
+    assert next(entries).position == "line 1"
+    assert _Tracked.furthest < len(body) / 4

@@ -1,8 +1,9 @@
 """The demo: a small, reproducible data set and a summary of who sees what.
 
 Two demo users: Alice owns two persons (herself and her son), Bob owns one.
-Each person gets two days of 5-minute CGM readings from a seeded generator
-(a daily rhythm plus meal responses and sensor noise). A worker, scoped to
+Each person gets one of the simulated bundles in data/simulated/ (14 days of
+CGM readings, meals and insulin from simglucose), ingested as its owner through
+the same path as `glucokit ingest`. A worker, scoped to
 each person in turn, then records a training run and registers a persistence
 baseline, flagged as a fallback, and writes one forecast curve (5-60 min)
 with an empirical 80 % band and source anchors.
@@ -14,10 +15,8 @@ demo persons' data.
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid5
 
 import psycopg
@@ -25,16 +24,15 @@ from psycopg.types.json import Jsonb
 
 from glucokit import __version__, sessions
 from glucokit.disclaimer import DISCLAIMER, DISCLAIMER_VERSION
+from glucokit.errors import GlucokitError
+from glucokit.ingest import Ingest
+from glucokit.project import SIMULATED_DIR
 from glucokit.queries import query
 from glucokit.sessions import Connection
-from glucokit.units import CGM_CODE, LOINC, MG_DL
 
 _NAMESPACE = UUID("6f1c4f8e-2b7a-4f7e-9a51-2f0c6f9d1e11")
-READING_INTERVAL = timedelta(minutes=5)
 HORIZONS_MIN = tuple(range(5, 65, 5))
 BAND_COVERAGE = 0.8
-DAYS = 2
-SOURCE_SYSTEM = "urn:glucokit:demo"
 BASELINE_VERSION = "1.0.0"
 
 
@@ -42,7 +40,7 @@ BASELINE_VERSION = "1.0.0"
 class DemoPerson:
     id: UUID
     display_name: str
-    seed: int
+    bundle: str  # the person's simulated data, in data/simulated/
 
 
 @dataclass(frozen=True)
@@ -52,55 +50,29 @@ class DemoUser:
     persons: tuple[DemoPerson, ...]
 
 
-def _person(email: str, name: str, seed: int) -> DemoPerson:
-    return DemoPerson(id=uuid5(_NAMESPACE, f"{email}/{name}"), display_name=name, seed=seed)
+def _person(email: str, name: str, bundle: str) -> DemoPerson:
+    return DemoPerson(id=uuid5(_NAMESPACE, f"{email}/{name}"), display_name=name, bundle=bundle)
 
 
 DEMO_USERS: tuple[DemoUser, ...] = (
     DemoUser(
         id=uuid5(_NAMESPACE, "alice@example.org"),
         email="alice@example.org",
-        persons=(_person("alice@example.org", "Alice", 1), _person("alice@example.org", "Ben", 2)),
+        persons=(
+            _person("alice@example.org", "Alice", "adult-001.json.gz"),
+            _person("alice@example.org", "Ben", "child-001.json.gz"),
+        ),
     ),
     DemoUser(
         id=uuid5(_NAMESPACE, "bob@example.org"),
         email="bob@example.org",
-        persons=(_person("bob@example.org", "Bob", 3),),
+        persons=(_person("bob@example.org", "Bob", "adolescent-001.json.gz"),),
     ),
 )
 
 
-def cgm_trace(seed: int, end: datetime, days: int = DAYS) -> list[tuple[datetime, float]]:
-    """Seeded 5-minute CGM readings (mg/dL) ending at ``end``."""
-    rng = random.Random(seed)  # noqa: S311 - reproducible synthetic data, not a secret
-    count = days * 24 * 12
-    start = end - (count - 1) * READING_INTERVAL
-    meals = [
-        start + timedelta(days=day, hours=hour + rng.uniform(-0.5, 0.5))
-        for day in range(days + 1)
-        for hour in (7.5, 12.5, 19.0)
-    ]
-    baseline = rng.uniform(105, 135)
-    readings = []
-    noise = 0.0
-    for i in range(count):
-        at = start + i * READING_INTERVAL
-        hours = at.hour + at.minute / 60
-        value = baseline + 12 * math.sin(2 * math.pi * (hours - 4) / 24)
-        for meal in meals:
-            after_h = (at - meal).total_seconds() / 3600
-            if 0 <= after_h < 4:
-                # Gamma-shaped rise and fall, peaking about an hour after the meal.
-                value += 70 * (after_h / 1.0) * math.exp(1 - after_h / 1.0)
-        noise = 0.8 * noise + rng.gauss(0, 3)
-        readings.append((at, round(max(40.0, min(400.0, value + noise)), 1)))
-    return readings
-
-
-def load(conn: Connection, *, now: datetime | None = None) -> None:
-    """Load (or reload) the demo data set."""
-    end = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
-    end -= timedelta(minutes=end.minute % 5)
+def load(conn: Connection) -> None:
+    """Load (or reload) the demo data set: each person's simulated bundle, ingested as its owner."""
     with conn.transaction():
         for user in DEMO_USERS:
             conn.execute(query("demo_upsert_user"), {"id": user.id, "email": user.email})
@@ -110,22 +82,11 @@ def load(conn: Connection, *, now: datetime | None = None) -> None:
                     query("demo_insert_person"),
                     {"id": person.id, "owner_id": user.id, "display_name": person.display_name},
                 )
-                with conn.cursor().copy(query("demo_copy_observations")) as copy:
-                    for at, value in cgm_trace(person.seed, end):
-                        copy.write_row(
-                            (
-                                person.id,
-                                LOINC,
-                                CGM_CODE,
-                                value,
-                                MG_DL,
-                                at,
-                                SOURCE_SYSTEM,
-                                f"{person.id}/{at.isoformat()}",
-                            )
-                        )
     for user in DEMO_USERS:
         for person in user.persons:
+            report = Ingest([conn], user_id=user.id, person_id=person.id).path(SIMULATED_DIR / person.bundle)
+            if report.rejected:
+                raise GlucokitError(f"the demo bundle {person.bundle} has rejected entries: {report.rejections[0]}")
             _register_baseline(conn, person.id)
 
 

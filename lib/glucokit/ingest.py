@@ -49,7 +49,8 @@ NDJSON_SUFFIXES: Final = (".ndjson", ".jsonl")
 JSON_SUFFIXES: Final = (".json",)
 _CORRECTIONS: Final = frozenset({"amended", "corrected", "entered-in-error"})
 _REPORTED_REJECTIONS: Final = 100
-_STAGE_TYPES: Final = [
+# Column types of the staging table, in ingest_copy_stage's order (binary COPY needs them).
+STAGE_TYPES: Final = [
     "text", "text", "text", "text", "numeric", "text", "numeric", "text", "timestamptz", "timestamptz",
     "text", "text", "text", "text",
 ]  # fmt: skip
@@ -313,7 +314,7 @@ class _Writers:
                     conn.execute(query("ingest_create_stage"))
                     self._staged.add(id(conn))
                 with conn.cursor() as cursor, cursor.copy(query("ingest_copy_stage")) as copy:
-                    copy.set_types(_STAGE_TYPES)
+                    copy.set_types(STAGE_TYPES)
                     for row in batch.rows:
                         copy.write_row(row)
                 if batch.corrections:

@@ -26,6 +26,7 @@ union all select 'training_run', count(*) from public.training_run
 union all select 'ml_model', count(*) from public.ml_model
 union all select 'prediction', count(*) from public.prediction
 union all select 'prediction_source', count(*) from public.prediction_source
+union all select 'quarantined_entry', count(*) from public.quarantined_entry
 union all select 'storage: models bucket', count(*) from storage.objects where bucket_id = 'models';
 
 -- name: demo_upsert_user
@@ -42,11 +43,6 @@ delete from public.person where id = %(id)s;
 -- A demo person owned by a demo user.
 insert into public.person (id, owner_id, display_name, time_zone)
 values (%(id)s, %(owner_id)s, %(display_name)s, 'Europe/Berlin');
-
--- name: demo_copy_observations
--- Bulk load of demo CGM readings.
-copy public.observation (person_id, code_system, code, value, unit, effective_at, source_system, source_id)
-from stdin;
 
 -- name: demo_person_readings
 -- The scoped person's CGM readings, oldest first.
