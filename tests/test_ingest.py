@@ -205,15 +205,18 @@ def test_a_bundle_above_the_size_limit_is_refused_whole(conn: Connection, owner:
 
 def test_an_ndjson_line_above_the_entry_limit_is_rejected(conn: Connection, owner: Owner) -> None:
     long_line = orjson.dumps(changed(cgm(1), id="x" * 64))
-    body = orjson.dumps(cgm(0)) + b"\n" + long_line
-    run = Ingest([conn], user_id=owner.user, person_id=owner.person, limits=Limits(max_entry_bytes=len(long_line) - 1))
+    limit = len(long_line) - 10
+    body = orjson.dumps(cgm(0)) + b"\n" + long_line + b"\n" + orjson.dumps(cgm(2))
+    run = Ingest([conn], user_id=owner.user, person_id=owner.person, limits=Limits(max_entry_bytes=limit))
     report = run.ndjson(body, source="x.ndjson")
     assert only_rejection(report) == (
         "line 2",
         "(line)",
-        f"{len(long_line)} bytes, above the limit of {len(long_line) - 1} per resource",
+        f"{len(long_line)} bytes, above the limit of {limit} per resource "
+        f"(the quarantine keeps its first {limit} bytes)",
     )
-    assert len(rows(conn, owner)) == 1
+    assert [row[0] for row in rows(conn, owner)] == ["reading-0", "reading-2"]
+    assert quarantined(conn, owner)[0][2] == long_line[:limit].decode()
 
 
 def test_a_person_the_caller_does_not_own_is_refused(

@@ -58,16 +58,16 @@ STAGE_TYPES: Final = [
 
 @dataclass(frozen=True)
 class Limits:
-    """Input limits; a request beyond them is refused whole, before anything is stored."""
+    """How much ingest takes at once."""
 
-    max_document_bytes: int = 64 * MIB  # one JSON document (Bundle or Observation)
-    max_entry_bytes: int = MIB  # one NDJSON line
+    max_document_bytes: int = 64 * MIB  # one JSON document (Bundle or Observation); larger ones are refused whole
+    max_entry_bytes: int = MIB  # one NDJSON line; a longer line is rejected (and quarantined, cut to this size)
     batch_size: int = 5000  # entries per staged batch and transaction
 
 
 @dataclass(frozen=True)
 class Rejection:
-    """An entry that was not stored: where it was, why, and what it held."""
+    """An entry that was not stored: where it was and why (its payload is in the quarantine)."""
 
     position: str  # "entry 3" (0-based, in a bundle), "line 4" (1-based, NDJSON) or "document"
     entry_index: int | None
@@ -132,14 +132,24 @@ def _malformed(error: Exception) -> Problem:
 
 
 def _ndjson_entries(stream: IO[bytes], limits: Limits) -> Iterator[_Entry]:
-    for number, received in enumerate(stream, start=1):
+    number = 0
+    while received := stream.readline(limits.max_entry_bytes + 1):
+        number += 1
         line = received.rstrip(b"\r\n")
-        if not line.strip():
-            continue
         position = f"line {number}"
         if len(line) > limits.max_entry_bytes:
-            problem = Problem("(line)", f"{len(line)} bytes, above the limit of {limits.max_entry_bytes} per resource")
-            yield _Entry(position, number, None, payload_text(line), problem)
+            # Read on to the end of the line without holding it: only its start is kept.
+            length = len(line)
+            while not received.endswith(b"\n") and (received := stream.readline(MIB)):
+                length += len(received.rstrip(b"\r\n"))
+            problem = Problem(
+                "(line)",
+                f"{length} bytes, above the limit of {limits.max_entry_bytes} per resource "
+                f"(the quarantine keeps its first {limits.max_entry_bytes} bytes)",
+            )
+            yield _Entry(position, number, None, payload_text(line[: limits.max_entry_bytes]), problem)
+            continue
+        if not line.strip():
             continue
         try:
             value = orjson.loads(line)
