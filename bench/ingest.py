@@ -33,15 +33,14 @@ from uuid import UUID, uuid4
 
 import orjson
 import psycopg
-from psycopg import sql
 
-from glucokit import database, fhir, migrate
+from glucokit import fhir
 from glucokit.ingest import STAGE_TYPES, Ingest, IngestReport
 from glucokit.queries import query
 from glucokit.sessions import Connection, as_user
 from glucokit.units import CGM_CODE, KINDS, LOINC
-from glucokit.urls import with_database
 from glucokit.validation import ObservationValidator
+from scratch import scratch_database
 
 CGM = KINDS[(LOINC, CGM_CODE)]
 
@@ -133,16 +132,9 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=2)
     args = parser.parse_args()
 
-    server = database.EmbeddedServer().start().url()
-    name = f"glucokit_bench_{uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    url = with_database(server, name)
     now = datetime.now(UTC)
     end = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-    connections: list[Connection] = []
-    try:
-        migrate.migrate(url)
+    with scratch_database() as url:
         connections = [psycopg.connect(url) for _ in range(args.writers)]
         owners = _owners(connections[0], args.persons + 3)
         with tempfile.TemporaryDirectory() as scratch:
@@ -164,11 +156,8 @@ def main() -> None:
                 "ndjson_mib": round(ndjson.stat().st_size / 2**20, 1),
                 "bundle_mib": round(bundle.stat().st_size / 2**20, 1),
             }
-    finally:
         for conn in connections:
             conn.close()
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
 
     readings = sum(report.inserted for report, _ in results)
     seconds = sum(elapsed for _, elapsed in results)

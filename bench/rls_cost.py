@@ -20,14 +20,13 @@ import platform
 import random
 import statistics
 import time
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import psycopg
-from psycopg import sql
 
-from glucokit import database, migrate, sessions
+from glucokit import sessions
 from glucokit.sessions import Connection
-from glucokit.urls import with_database
+from scratch import scratch_database
 
 LATEST_CURVE = b"""
 select target_at, horizon_minutes, value_mg_dl, lower_mg_dl, upper_mg_dl
@@ -97,27 +96,17 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=400)
     args = parser.parse_args()
 
-    server = database.EmbeddedServer().start().url()
-    name = f"glucokit_bench_{uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    url = with_database(server, name)
-    try:
-        migrate.migrate(url)
-        with psycopg.connect(url) as conn:
-            began = time.perf_counter()
-            conn.execute(LOAD.format(persons=args.persons, curves=args.points // 12).encode())
-            conn.commit()
-            load_s = time.perf_counter() - began
-            total = conn.execute(b"select count(*) from public.prediction").fetchone()
-            owners = [(u, p) for u, p in conn.execute(b"select owner_id, id from public.person")]
-            conn.commit()
-            sample = random.Random(7).choices(owners, k=args.reads)  # noqa: S311 - a benchmark sample
-            latest = _compare(conn, sample, LATEST_CURVE)
-            twelve_hours = _compare(conn, sample, RANGE)
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
+    with scratch_database() as url, psycopg.connect(url) as conn:
+        began = time.perf_counter()
+        conn.execute(LOAD.format(persons=args.persons, curves=args.points // 12).encode())
+        conn.commit()
+        load_s = time.perf_counter() - began
+        total = conn.execute(b"select count(*) from public.prediction").fetchone()
+        owners = [(u, p) for u, p in conn.execute(b"select owner_id, id from public.person")]
+        conn.commit()
+        sample = random.Random(7).choices(owners, k=args.reads)  # noqa: S311 - a benchmark sample
+        latest = _compare(conn, sample, LATEST_CURVE)
+        twelve_hours = _compare(conn, sample, RANGE)
 
     print(
         json.dumps(

@@ -135,21 +135,24 @@ def test_bundle_shape_counts_and_identifiers(runs: dict[str, list[SimulatedPatie
     for entry in bundle["entry"]:
         resource, short = entry["resource"], _short(entry)
         assert "subject" not in resource
-        moment = _moment(resource["effectiveDateTime"])
-        source_id = f"adolescent#001/seed-{FIXTURE_SEED}/{short}/{instant(moment)}"
+        source_id = f"adolescent#001/seed-{FIXTURE_SEED}/{short}/{resource['effectiveDateTime']}"
         assert resource["identifier"] == [{"system": SOURCE_SYSTEM, "value": source_id}]
-        # Exactly what glucokit.fhir.observation writes for that kind, value and time.
-        expected = observation(
-            KIND_OF[short],
-            _value(resource),
-            moment,
-            source_system=SOURCE_SYSTEM,
-            source_id=source_id,
-            device=DEVICE_OF[short],
-        )
-        assert resource == expected
+        assert resource == _rebuilt(resource, short, "adolescent#001")
         assert entry["fullUrl"].startswith("urn:uuid:")
         assert UUID(entry["fullUrl"].removeprefix("urn:uuid:")).version == 5
+
+
+def _rebuilt(resource: dict[str, Any], short: str, patient: str) -> dict[str, Any]:
+    """Exactly what glucokit.fhir.observation writes for this entry's kind, value and time."""
+    moment = _moment(resource["effectiveDateTime"])
+    return observation(
+        KIND_OF[short],
+        _value(resource),
+        moment,
+        source_system=SOURCE_SYSTEM,
+        source_id=f"{patient}/seed-{FIXTURE_SEED}/{short}/{instant(moment)}",
+        device=DEVICE_OF[short],
+    )
 
 
 def test_values_times_and_units(runs: dict[str, list[SimulatedPatient]]) -> None:
@@ -330,17 +333,7 @@ def test_every_fixture_entry_is_a_glucokit_observation(fixtures: dict[str, dict[
         patient = _readme_rows()[file]["patient"]
         for entry in data["entry"]:
             resource, short = entry["resource"], _short(entry)
-            moment = _moment(resource["effectiveDateTime"])
-            source_id = f"{patient}/seed-{FIXTURE_SEED}/{short}/{instant(moment)}"
-            rebuilt = observation(
-                KIND_OF[short],
-                _value(resource),
-                moment,
-                source_system=SOURCE_SYSTEM,
-                source_id=source_id,
-                device=DEVICE_OF[short],
-            )
-            assert resource == rebuilt
+            assert resource == _rebuilt(resource, short, str(patient))
             if short == "cgm":
                 assert isinstance(resource["valueQuantity"]["value"], int)
                 assert 40 <= resource["valueQuantity"]["value"] <= 400
