@@ -48,3 +48,10 @@ values ({person}, 'probe.json', 3, '[{{"field": "valueQuantity.code", "reason": 
 
 insert into storage.objects (bucket_id, name)
 values ('models', {folder} || 'model.safetensors');
+
+-- A finished retrain request; its message id (derived from the person, never
+-- one a queue hands out) is in no queue.
+insert into public.retrain_request (
+  person_id, trigger, status, msg_id, attempts, requested_at, started_at, finished_at, training_run_id
+)
+values ({person}, 'initial', 'done', hashtextextended({person}::text, 0), 1, {earlier}, {earlier}, {earlier}, {run});

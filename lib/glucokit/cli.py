@@ -224,6 +224,7 @@ def _simulate(args: argparse.Namespace) -> int:
 def _print_migration(report: migrate.MigrationReport) -> None:
     layer = "skipped (Supabase project)" if report.supabase_project else "installed"
     print(f"platform layer: {layer}")
+    print(f"pgmq: {report.pgmq}")
     if report.applied:
         print(f"applied {len(report.applied)} migration(s): {', '.join(report.applied)}")
     else:

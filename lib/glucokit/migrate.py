@@ -1,7 +1,9 @@
 """Migrating a database the way users do: ``supabase db push``.
 
-On a plain PostgreSQL the platform layer goes first; then the real Supabase CLI
-applies ``supabase/migrations/`` and records each file in Supabase's own
+On a plain PostgreSQL the platform layer goes first; then PGMQ, which the
+migrations assume (the ``pgmq`` extension on a Supabase project, PGMQ's
+SQL-only install from the ``pgmq`` package elsewhere); then the real Supabase
+CLI applies ``supabase/migrations/`` and records each file in Supabase's own
 ``supabase_migrations.schema_migrations``. Each file runs in its own
 transaction, so a failing file leaves the earlier ones applied and recorded.
 """
@@ -19,15 +21,48 @@ from glucokit.database import Target, connect
 from glucokit.errors import GlucokitError
 from glucokit.project import PROJECT_DIR
 from glucokit.queries import query
+from glucokit.sessions import Connection
 from glucokit.urls import database_name, with_database
 
 _APPLYING = re.compile(r"Applying migration (\S+?)\.\.\.")
+
+
+# How PGMQ was found or put in place (MigrationReport.pgmq).
+PGMQ_PRESENT = "already present"
+PGMQ_EXTENSION = "extension"
+PGMQ_INSTALLED = "installed"
 
 
 @dataclass(frozen=True)
 class MigrationReport:
     supabase_project: bool
     applied: list[str]
+    pgmq: str  # one of the PGMQ_* values
+
+
+def install_pgmq(conn: Connection, *, supabase_project: bool) -> str:
+    """Make sure PGMQ is there; says how (one of the PGMQ_* values).
+
+    A database that has it (as an extension or from an earlier SQL-only
+    install) is left alone: PGMQ's SQL-only script cannot run twice. A Supabase
+    project gets the ``pgmq`` extension (Supabase Queues); any other server gets
+    the SQL-only install of the PGMQ version the ``pgmq`` package pins, in one
+    transaction.
+    """
+    row = conn.execute(query("pgmq_present")).fetchone()
+    if row and row[0]:
+        return PGMQ_PRESENT
+    if supabase_project:
+        conn.execute(query("pgmq_create_extension"))
+        return PGMQ_EXTENSION
+    try:
+        # Imported here: only a plain PostgreSQL without PGMQ needs it, and the package is not light.
+        from pgmq.install import get_embedded_install_sql  # noqa: PLC0415
+    except ImportError as exc:
+        raise GlucokitError(f"PGMQ is not installed and its SQL-only install needs the pgmq package: {exc}") from exc
+    with conn.transaction():
+        conn.execute(get_embedded_install_sql().encode())
+    return PGMQ_INSTALLED
 
 
 def migrate(url: str, *, workdir: Path = PROJECT_DIR) -> MigrationReport:
@@ -36,6 +71,7 @@ def migrate(url: str, *, workdir: Path = PROJECT_DIR) -> MigrationReport:
         supabase_project = platform.is_supabase(conn)
         if not supabase_project:
             platform.install(conn)
+        pgmq = install_pgmq(conn, supabase_project=supabase_project)
     result = supabase_cli.run(["db", "push", "--yes"], url, workdir=workdir)
     applied = _APPLYING.findall(result.output)
     if result.returncode != 0:
@@ -46,7 +82,7 @@ def migrate(url: str, *, workdir: Path = PROJECT_DIR) -> MigrationReport:
                 f" ({earlier} earlier migration{'s' if earlier != 1 else ''} of this run applied and recorded)"
             )
         raise GlucokitError(f"supabase db push failed: {supabase_cli.error_summary(result.output)}")
-    return MigrationReport(supabase_project=supabase_project, applied=applied)
+    return MigrationReport(supabase_project=supabase_project, applied=applied, pgmq=pgmq)
 
 
 def applied_migrations(url: str) -> list[str]:

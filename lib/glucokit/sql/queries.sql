@@ -256,3 +256,104 @@ select id, status, category, code_system, code, value, unit, original_value, ori
 from public.observation
 where person_id = %(person_id)s
 order by effective_at, id;
+
+-- name: storage_put_object
+-- Records (or replaces) one object of a bucket; the bucket's policies decide whether the current role may.
+insert into storage.objects (bucket_id, name, metadata)
+values (%(bucket)s, %(name)s, %(metadata)s)
+on conflict (bucket_id, name) do update set metadata = excluded.metadata, updated_at = now();
+
+-- name: storage_object_etag
+-- The recorded SHA-256 of one object, if the current role may read it.
+select metadata ->> 'eTag' from storage.objects where bucket_id = %(bucket)s and name = %(name)s;
+
+-- name: storage_remove_folder
+-- Removes the objects under a folder that the current role may delete; returns their names.
+delete from storage.objects where bucket_id = %(bucket)s and starts_with(name, %(folder)s) returning name;
+
+-- name: storage_folder_objects
+-- The objects under a folder that the current role sees.
+select name from storage.objects where bucket_id = %(bucket)s and starts_with(name, %(folder)s);
+
+-- name: registry_versions
+-- The scoped person's model versions of one type.
+select id, version, algorithm, stage::text as stage, stage_reason, is_fallback, storage_path, artifact_sha256,
+  features, metrics, trained_at
+from public.ml_model
+where person_id = %(person_id)s and model_type = %(model_type)s;
+
+-- name: registry_start_run
+-- A training run of the scoped person that starts now.
+insert into public.training_run (person_id, trigger, status, reason, attempt, started_at)
+values (%(person_id)s, %(trigger)s, 'running', %(reason)s, %(attempt)s, now())
+returning id;
+
+-- name: registry_finish_run
+-- Ends a training run.
+update public.training_run
+set status = %(status)s, metrics = %(metrics)s, error = %(error)s, finished_at = now()
+where id = %(run_id)s;
+
+-- name: registry_register
+-- A new candidate model version of the scoped person.
+insert into public.ml_model (
+  person_id, model_type, version, algorithm, is_fallback, training_run_id, storage_path, artifact_sha256,
+  data_from, data_to, features, hyperparameters, metrics
+)
+values (
+  %(person_id)s, %(model_type)s, %(version)s, %(algorithm)s, %(is_fallback)s, %(training_run_id)s, %(storage_path)s,
+  %(artifact_sha256)s, %(data_from)s, %(data_to)s, %(features)s, %(hyperparameters)s, %(metrics)s
+)
+returning id, version, algorithm, stage::text as stage, stage_reason, is_fallback, storage_path, artifact_sha256,
+  features, metrics, trained_at;
+
+-- name: registry_set_stage
+-- Moves a model version to another stage, saying why.
+update public.ml_model set stage = %(stage)s::public.model_stage, stage_reason = %(reason)s where id = %(id)s;
+
+-- name: pgmq_present
+-- True when PGMQ is installed (as the extension or by its SQL-only script).
+select exists (select from pg_extension where extname = 'pgmq') or to_regprocedure('pgmq.create(text)') is not null;
+
+-- name: pgmq_create_extension
+-- PGMQ on a Supabase project: the extension behind Supabase Queues.
+create extension if not exists pgmq;
+
+-- name: retrain_enqueue
+-- Queues a retrain of a person (deduplicated: one queued request per person); the request id.
+select private.enqueue_retrain(%(person_id)s, %(trigger)s::public.training_trigger, %(reason)s);
+
+-- name: retrain_request
+-- The signed-in owner asks for a retrain of one of their persons (rate limited); the request id.
+select public.request_retrain(%(person_id)s, %(reason)s);
+
+-- name: retrain_enqueue_due
+-- Queues retrains of persons whose active model is older than max_age; how many.
+select private.enqueue_due_retrains(%(max_age)s, %(limit)s);
+
+-- name: retrain_read
+-- Reads retrain messages and hides them for vt_seconds, with the request each one carries.
+select msg_id, read_ct, enqueued_at, vt, message, request_id, person_id, trigger::text, status::text
+from private.read_retrains(%(vt_seconds)s, %(qty)s);
+
+-- name: retrain_claim
+-- Claims the retrain a message carries: claimed, busy, dropped or exhausted.
+select outcome, request_id, person_id, trigger::text, reason, attempt, lease_expires_at
+from private.claim_retrain(%(msg_id)s, %(lease_seconds)s);
+
+-- name: retrain_extend_lease
+-- Extends a live claim; the new end of its lease.
+select private.extend_retrain_lease(%(msg_id)s, %(attempt)s, %(lease_seconds)s);
+
+-- name: retrain_complete
+-- Ends a claim as done (deletes the message); false when its person is gone.
+select private.complete_retrain(%(msg_id)s, %(attempt)s, %(training_run_id)s);
+
+-- name: retrain_fail
+-- Ends a claim as failed (archives the message); false when its person is gone.
+select private.fail_retrain(%(msg_id)s, %(attempt)s, %(error)s, %(training_run_id)s);
+
+-- name: retrain_metrics
+-- The retrain queue at a glance.
+select queue_length, newest_msg_age_sec, oldest_msg_age_sec, total_messages, queued, running, expired_leases
+from private.retrain_queue_metrics();

@@ -3,7 +3,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 set local search_path = public, extensions;
-select plan(311);
+select plan(351);
 
 -- pg_temp.policy_attempt(probe, returns_count): runs one probe statement as the
 -- current role and undoes whatever it did. Returns 'allowed' (rows reached),
@@ -121,6 +121,13 @@ values ('b304d7ca79a45c0082e7649110572573'::uuid, 'probe.json', 3, '[{"field": "
 
 insert into storage.objects (bucket_id, name)
 values ('models', 'acd254e3-84e3-5466-a63e-3bec1b815a6b/b304d7ca-79a4-5c00-82e7-649110572573/glucose-forecast/v1.0.0/' || 'model.safetensors');
+
+-- A finished retrain request; its message id (derived from the person, never
+-- one a queue hands out) is in no queue.
+insert into public.retrain_request (
+  person_id, trigger, status, msg_id, attempts, requested_at, started_at, finished_at, training_run_id
+)
+values ('b304d7ca79a45c0082e7649110572573'::uuid, 'initial', 'done', hashtextextended('b304d7ca79a45c0082e7649110572573'::uuid::text, 0), 1, '2026-01-08 08:00:00+00:00'::timestamptz, '2026-01-08 08:00:00+00:00'::timestamptz, '2026-01-08 08:00:00+00:00'::timestamptz, '8d2a472a67dc5b51865de9f2db2d5bed'::uuid);
 -- The probe world: one signed-in user who owns one person, with a row of every
 -- kind. It is created twice, for person A (whose rows the probes act on) and
 -- person B (the other user's), inside a transaction that is rolled back.
@@ -171,6 +178,13 @@ values ('18dd47afc7a05129bc2fa72761503cdb'::uuid, 'probe.json', 3, '[{"field": "
 
 insert into storage.objects (bucket_id, name)
 values ('models', 'a0e40afa-fcb3-5dbb-be67-e626d3ebde83/18dd47af-c7a0-5129-bc2f-a72761503cdb/glucose-forecast/v1.0.0/' || 'model.safetensors');
+
+-- A finished retrain request; its message id (derived from the person, never
+-- one a queue hands out) is in no queue.
+insert into public.retrain_request (
+  person_id, trigger, status, msg_id, attempts, requested_at, started_at, finished_at, training_run_id
+)
+values ('18dd47afc7a05129bc2fa72761503cdb'::uuid, 'initial', 'done', hashtextextended('18dd47afc7a05129bc2fa72761503cdb'::uuid::text, 0), 1, '2026-01-08 08:00:00+00:00'::timestamptz, '2026-01-08 08:00:00+00:00'::timestamptz, '2026-01-08 08:00:00+00:00'::timestamptz, 'b60101a5edd55d1c9a5e892c17ba6ce7'::uuid);
 
 -- table public.person: person.owner_id = (select auth.uid())
 select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
@@ -1026,6 +1040,128 @@ select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from 
 reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
 select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.quarantined_entry: service_role delete is allowed');
 
+-- table public.retrain_request: retrain_request.person_id -> person.owner_id (private.owned_person_ids())
+select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', true), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.retrain_request: anon select is refused');
+select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('insert into public.retrain_request (person_id, trigger, status, msg_id, attempts, requested_at, started_at, finished_at) values (''b304d7ca79a45c0082e7649110572573''::uuid, ''user_request'', ''done'', hashtextextended(''2026-01-15 08:10:00+00:00''::timestamptz::text, 0), 1, ''2026-01-15 08:10:00+00:00''::timestamptz, ''2026-01-15 08:10:00+00:00''::timestamptz, ''2026-01-15 08:10:00+00:00''::timestamptz)', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.retrain_request: anon insert is refused');
+select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('update public.retrain_request set reason = ''checked'' where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.retrain_request: anon update is refused');
+select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.retrain_request: anon delete is refused');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "acd254e3-84e3-5466-a63e-3bec1b815a6b"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', true), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.retrain_request: owner select is allowed');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "acd254e3-84e3-5466-a63e-3bec1b815a6b"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('insert into public.retrain_request (person_id, trigger, status, msg_id, attempts, requested_at, started_at, finished_at) values (''b304d7ca79a45c0082e7649110572573''::uuid, ''user_request'', ''done'', hashtextextended(''2026-01-15 08:10:00+00:00''::timestamptz::text, 0), 1, ''2026-01-15 08:10:00+00:00''::timestamptz, ''2026-01-15 08:10:00+00:00''::timestamptz, ''2026-01-15 08:10:00+00:00''::timestamptz)', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.retrain_request: owner insert is refused');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "acd254e3-84e3-5466-a63e-3bec1b815a6b"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('update public.retrain_request set reason = ''checked'' where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.retrain_request: owner update is refused');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "acd254e3-84e3-5466-a63e-3bec1b815a6b"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.retrain_request: owner delete is refused');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "a0e40afa-fcb3-5dbb-be67-e626d3ebde83"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', true), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'filtered', 'public.retrain_request: other_user select is filtered');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "a0e40afa-fcb3-5dbb-be67-e626d3ebde83"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('insert into public.retrain_request (person_id, trigger, status, msg_id, attempts, requested_at, started_at, finished_at) values (''b304d7ca79a45c0082e7649110572573''::uuid, ''user_request'', ''done'', hashtextextended(''2026-01-15 08:10:00+00:00''::timestamptz::text, 0), 1, ''2026-01-15 08:10:00+00:00''::timestamptz, ''2026-01-15 08:10:00+00:00''::timestamptz, ''2026-01-15 08:10:00+00:00''::timestamptz)', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.retrain_request: other_user insert is refused');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "a0e40afa-fcb3-5dbb-be67-e626d3ebde83"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('update public.retrain_request set reason = ''checked'' where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.retrain_request: other_user update is refused');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "a0e40afa-fcb3-5dbb-be67-e626d3ebde83"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.retrain_request: other_user delete is refused');
+set local role glucokit_worker;
+select private.begin_person_scope('b304d7ca79a45c0082e7649110572573'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', true), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.retrain_request: worker_in_scope select is allowed');
+set local role glucokit_worker;
+select private.begin_person_scope('b304d7ca79a45c0082e7649110572573'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('insert into public.retrain_request (person_id, trigger, status, msg_id, attempts, requested_at, started_at, finished_at) values (''b304d7ca79a45c0082e7649110572573''::uuid, ''user_request'', ''done'', hashtextextended(''2026-01-15 08:10:00+00:00''::timestamptz::text, 0), 1, ''2026-01-15 08:10:00+00:00''::timestamptz, ''2026-01-15 08:10:00+00:00''::timestamptz, ''2026-01-15 08:10:00+00:00''::timestamptz)', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.retrain_request: worker_in_scope insert is refused');
+set local role glucokit_worker;
+select private.begin_person_scope('b304d7ca79a45c0082e7649110572573'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('update public.retrain_request set reason = ''checked'' where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.retrain_request: worker_in_scope update is refused');
+set local role glucokit_worker;
+select private.begin_person_scope('b304d7ca79a45c0082e7649110572573'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.retrain_request: worker_in_scope delete is refused');
+set local role glucokit_worker;
+select private.begin_person_scope('18dd47afc7a05129bc2fa72761503cdb'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', true), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'filtered', 'public.retrain_request: worker_other_scope select is filtered');
+set local role glucokit_worker;
+select private.begin_person_scope('18dd47afc7a05129bc2fa72761503cdb'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('insert into public.retrain_request (person_id, trigger, status, msg_id, attempts, requested_at, started_at, finished_at) values (''b304d7ca79a45c0082e7649110572573''::uuid, ''user_request'', ''done'', hashtextextended(''2026-01-15 08:10:00+00:00''::timestamptz::text, 0), 1, ''2026-01-15 08:10:00+00:00''::timestamptz, ''2026-01-15 08:10:00+00:00''::timestamptz, ''2026-01-15 08:10:00+00:00''::timestamptz)', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.retrain_request: worker_other_scope insert is refused');
+set local role glucokit_worker;
+select private.begin_person_scope('18dd47afc7a05129bc2fa72761503cdb'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('update public.retrain_request set reason = ''checked'' where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.retrain_request: worker_other_scope update is refused');
+set local role glucokit_worker;
+select private.begin_person_scope('18dd47afc7a05129bc2fa72761503cdb'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.retrain_request: worker_other_scope delete is refused');
+set local role glucokit_worker;
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', true), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'filtered', 'public.retrain_request: worker_unscoped select is filtered');
+set local role glucokit_worker;
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('insert into public.retrain_request (person_id, trigger, status, msg_id, attempts, requested_at, started_at, finished_at) values (''b304d7ca79a45c0082e7649110572573''::uuid, ''user_request'', ''done'', hashtextextended(''2026-01-15 08:10:00+00:00''::timestamptz::text, 0), 1, ''2026-01-15 08:10:00+00:00''::timestamptz, ''2026-01-15 08:10:00+00:00''::timestamptz, ''2026-01-15 08:10:00+00:00''::timestamptz)', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.retrain_request: worker_unscoped insert is refused');
+set local role glucokit_worker;
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('update public.retrain_request set reason = ''checked'' where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.retrain_request: worker_unscoped update is refused');
+set local role glucokit_worker;
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.retrain_request: worker_unscoped delete is refused');
+select set_config('role', 'service_role', true), set_config('request.jwt.claims', '{"role": "service_role"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', true), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.retrain_request: service_role select is allowed');
+select set_config('role', 'service_role', true), set_config('request.jwt.claims', '{"role": "service_role"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('insert into public.retrain_request (person_id, trigger, status, msg_id, attempts, requested_at, started_at, finished_at) values (''b304d7ca79a45c0082e7649110572573''::uuid, ''user_request'', ''done'', hashtextextended(''2026-01-15 08:10:00+00:00''::timestamptz::text, 0), 1, ''2026-01-15 08:10:00+00:00''::timestamptz, ''2026-01-15 08:10:00+00:00''::timestamptz, ''2026-01-15 08:10:00+00:00''::timestamptz)', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.retrain_request: service_role insert is allowed');
+select set_config('role', 'service_role', true), set_config('request.jwt.claims', '{"role": "service_role"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('update public.retrain_request set reason = ''checked'' where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.retrain_request: service_role update is allowed');
+select set_config('role', 'service_role', true), set_config('request.jwt.claims', '{"role": "service_role"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.retrain_request: service_role delete is allowed');
+
 -- bucket models: (storage.foldername(name))[1] = (select auth.uid())::text; workers: name starts with private.worker_storage_prefix()
 select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
 select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from storage.objects where bucket_id = ''models'' and starts_with(name, ''acd254e3-84e3-5466-a63e-3bec1b815a6b/b304d7ca-79a4-5c00-82e7-649110572573/glucose-forecast/v1.0.0/'')', true), true);
@@ -1560,6 +1696,70 @@ set local role glucokit_worker;
 select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('delete from public.quarantined_entry', 'select count(*) from public.quarantined_entry where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
 reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
 select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.quarantined_entry: worker_unscoped delete without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.retrain_request where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (reason = ''checked'')')::text, true);
+select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('update public.retrain_request set reason = ''checked''', 'select count(*) from public.retrain_request where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (reason = ''checked'')')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.retrain_request: anon update without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.retrain_request where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (reason = ''checked'')')::text, true);
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "acd254e3-84e3-5466-a63e-3bec1b815a6b"}', true);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('update public.retrain_request set reason = ''checked''', 'select count(*) from public.retrain_request where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (reason = ''checked'')')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.retrain_request: owner update without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.retrain_request where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (reason = ''checked'')')::text, true);
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "a0e40afa-fcb3-5dbb-be67-e626d3ebde83"}', true);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('update public.retrain_request set reason = ''checked''', 'select count(*) from public.retrain_request where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (reason = ''checked'')')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.retrain_request: other_user update without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.retrain_request where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (reason = ''checked'')')::text, true);
+set local role glucokit_worker;
+select private.begin_person_scope('b304d7ca79a45c0082e7649110572573'::uuid);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('update public.retrain_request set reason = ''checked''', 'select count(*) from public.retrain_request where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (reason = ''checked'')')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.retrain_request: worker_in_scope update without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.retrain_request where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (reason = ''checked'')')::text, true);
+set local role glucokit_worker;
+select private.begin_person_scope('18dd47afc7a05129bc2fa72761503cdb'::uuid);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('update public.retrain_request set reason = ''checked''', 'select count(*) from public.retrain_request where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (reason = ''checked'')')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.retrain_request: worker_other_scope update without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.retrain_request where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (reason = ''checked'')')::text, true);
+set local role glucokit_worker;
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('update public.retrain_request set reason = ''checked''', 'select count(*) from public.retrain_request where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (reason = ''checked'')')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.retrain_request: worker_unscoped update without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, true);
+select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('delete from public.retrain_request', 'select count(*) from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.retrain_request: anon delete without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, true);
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "acd254e3-84e3-5466-a63e-3bec1b815a6b"}', true);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('delete from public.retrain_request', 'select count(*) from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.retrain_request: owner delete without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, true);
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "a0e40afa-fcb3-5dbb-be67-e626d3ebde83"}', true);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('delete from public.retrain_request', 'select count(*) from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.retrain_request: other_user delete without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, true);
+set local role glucokit_worker;
+select private.begin_person_scope('b304d7ca79a45c0082e7649110572573'::uuid);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('delete from public.retrain_request', 'select count(*) from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.retrain_request: worker_in_scope delete without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, true);
+set local role glucokit_worker;
+select private.begin_person_scope('18dd47afc7a05129bc2fa72761503cdb'::uuid);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('delete from public.retrain_request', 'select count(*) from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.retrain_request: worker_other_scope delete without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, true);
+set local role glucokit_worker;
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('delete from public.retrain_request', 'select count(*) from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.retrain_request: worker_unscoped delete without WHERE leaves person A''s rows untouched');
 select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from storage.objects where (bucket_id = ''models'' and starts_with(name, ''acd254e3-84e3-5466-a63e-3bec1b815a6b/b304d7ca-79a4-5c00-82e7-649110572573/glucose-forecast/v1.0.0/'')) and (metadata = ''{"checked": true}'')')::text, true);
 select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
 select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('update storage.objects set metadata = ''{"checked": true}''', 'select count(*) from storage.objects where (bucket_id = ''models'' and starts_with(name, ''acd254e3-84e3-5466-a63e-3bec1b815a6b/b304d7ca-79a4-5c00-82e7-649110572573/glucose-forecast/v1.0.0/'')) and (metadata = ''{"checked": true}'')')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
