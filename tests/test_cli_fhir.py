@@ -88,3 +88,21 @@ def test_simulate_writes_reproducible_bundles(tmp_path: Path) -> None:
     (made,) = first.iterdir()
     assert made.name == "adolescent-001.json.gz"
     assert made.read_bytes() == (second / made.name).read_bytes()
+
+
+def test_evaluate_reports_test_metrics_per_candidate() -> None:
+    result = glucokit("evaluate", str(FIXTURE))
+    assert result.returncode == 0, result.stderr
+    summary = orjson.loads(result.stdout)
+    assert summary["persons"] == 1
+    assert {"persistence", "ar2", "champion"} <= set(summary["test"])
+    champion = summary["test"]["champion"]["rmse_30"]["mean"]
+    assert champion < summary["test"]["persistence"]["rmse_30"]["mean"]
+
+
+def test_evaluate_exits_3_when_no_person_has_enough_data(tmp_path: Path) -> None:
+    path = tmp_path / "short.json"
+    path.write_bytes(orjson.dumps(bundle(*(cgm(n) for n in range(30)))))
+    result = glucokit("evaluate", str(path))
+    assert result.returncode == 3, result.stderr
+    assert set(orjson.loads(result.stdout)["insufficient_data"]) == {"short"}

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from glucokit import advisors, database, demo, export, ingest, migrate, pgtap, policies, prisma_check, simulate
@@ -221,6 +223,19 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from glucokit.forecast import evaluation  # noqa: PLC0415 - torch loads only for this command
+    from glucokit.forecast.bundle import read_bundle  # noqa: PLC0415
+
+    missing = [str(path) for path in args.files if not path.is_file()]
+    if missing:
+        raise GlucokitError(f"no such file: {', '.join(missing)}")
+    people = {path.name.split(".")[0]: read_bundle(path) for path in args.files}
+    summary = evaluation.evaluate_people(people, tz=args.tz)
+    print(json.dumps(summary, indent=2))
+    return 0 if summary["persons"] else 3
+
+
 def _print_migration(report: migrate.MigrationReport) -> None:
     layer = "skipped (Supabase project)" if report.supabase_project else "installed"
     print(f"platform layer: {layer}")
@@ -233,6 +248,67 @@ def _print_migration(report: migrate.MigrationReport) -> None:
 
 def _external_url(args: argparse.Namespace) -> bool:
     return bool(database.target_url_override(args.database_url))
+
+
+def _add_data_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """ingest, export, simulate and evaluate: data in, data out, data made up, data learned from."""
+    acting = argparse.ArgumentParser(add_help=False, parents=[common])
+    acting.add_argument("--person", type=UUID, required=True, metavar="ID", help="the person the data belongs to")
+    acting.add_argument(
+        "--user",
+        type=UUID,
+        metavar="ID",
+        help="act as this signed-in user, under row-level security (default: the person's owner)",
+    )
+    ingest_command = commands.add_parser(
+        "ingest",
+        help="store FHIR Observations (a Bundle, one Observation, or NDJSON; .gz too) for a person",
+        description="Exit 0: every entry stored; 3: some entries rejected (listed, and kept in quarantine).",
+        parents=[acting],
+    )
+    ingest_command.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    ingest_command.add_argument("--fhir-version", choices=FHIR_VERSIONS, default="R4B", help="default: R4B")
+    ingest_command.add_argument(
+        "--writers", type=int, default=2, choices=range(1, 9), metavar="N", help="database connections (default: 2)"
+    )
+    ingest_command.add_argument(
+        "--max-document-mib",
+        type=float,
+        default=ingest.Limits().max_document_bytes / ingest.MIB,
+        metavar="MIB",
+        help="largest JSON document accepted (NDJSON has no total limit; default: %(default)s)",
+    )
+    ingest_command.set_defaults(handler=_ingest)
+    export_command = commands.add_parser(
+        "export", help="write a person's observations as a FHIR Bundle or NDJSON", parents=[acting]
+    )
+    export_command.add_argument("--format", choices=export.EXPORT_FORMATS, default="bundle", help="default: bundle")
+    export_command.add_argument("--out", type=Path, metavar="FILE", help="write here instead of to standard output")
+    export_command.set_defaults(handler=_export)
+
+    simulate_command = commands.add_parser(
+        "simulate",
+        help="simulated CGM, carbohydrate and insulin data (simglucose) as one FHIR bundle per patient",
+        description="Seeded and reproducible; patients whose glucose falls below 10 mg/dL are dropped.",
+    )
+    simulate_command.add_argument("--patients", type=int, required=True, metavar="N", help="1 to 30")
+    simulate_command.add_argument("--days", type=float, required=True, metavar="D")
+    simulate_command.add_argument("--seed", type=int, default=0, help="default: 0")
+    simulate_command.add_argument("--out", type=Path, required=True, metavar="DIR")
+    simulate_command.add_argument("--no-compress", action="store_true", help="write .json instead of .json.gz")
+    simulate_command.set_defaults(handler=_simulate)
+
+    evaluate_command = commands.add_parser(
+        "evaluate",
+        help="train each person's forecaster on a FHIR bundle and report test metrics per candidate (JSON)",
+        description="Chronological split per person: the first 8/14 of the span train, the next 2/14 validate, "
+        "the last 4/14 test. Exit 3 when no person has enough data.",
+    )
+    evaluate_command.add_argument(
+        "files", nargs="+", type=Path, metavar="BUNDLE", help="one person per file (.json, .gz)"
+    )
+    evaluate_command.add_argument("--tz", default="UTC", help="time zone of the time-of-day feature (default: UTC)")
+    evaluate_command.set_defaults(handler=_evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -295,51 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     pgtap_command.add_argument("--check", action="store_true", help="only check that the file is up to date")
     pgtap_command.set_defaults(handler=_policies_pgtap)
 
-    acting = argparse.ArgumentParser(add_help=False, parents=[common])
-    acting.add_argument("--person", type=UUID, required=True, metavar="ID", help="the person the data belongs to")
-    acting.add_argument(
-        "--user",
-        type=UUID,
-        metavar="ID",
-        help="act as this signed-in user, under row-level security (default: the person's owner)",
-    )
-    ingest_command = commands.add_parser(
-        "ingest",
-        help="store FHIR Observations (a Bundle, one Observation, or NDJSON; .gz too) for a person",
-        description="Exit 0: every entry stored; 3: some entries rejected (listed, and kept in quarantine).",
-        parents=[acting],
-    )
-    ingest_command.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    ingest_command.add_argument("--fhir-version", choices=FHIR_VERSIONS, default="R4B", help="default: R4B")
-    ingest_command.add_argument(
-        "--writers", type=int, default=2, choices=range(1, 9), metavar="N", help="database connections (default: 2)"
-    )
-    ingest_command.add_argument(
-        "--max-document-mib",
-        type=float,
-        default=ingest.Limits().max_document_bytes / ingest.MIB,
-        metavar="MIB",
-        help="largest JSON document accepted (NDJSON has no total limit; default: %(default)s)",
-    )
-    ingest_command.set_defaults(handler=_ingest)
-    export_command = commands.add_parser(
-        "export", help="write a person's observations as a FHIR Bundle or NDJSON", parents=[acting]
-    )
-    export_command.add_argument("--format", choices=export.EXPORT_FORMATS, default="bundle", help="default: bundle")
-    export_command.add_argument("--out", type=Path, metavar="FILE", help="write here instead of to standard output")
-    export_command.set_defaults(handler=_export)
-
-    simulate_command = commands.add_parser(
-        "simulate",
-        help="simulated CGM, carbohydrate and insulin data (simglucose) as one FHIR bundle per patient",
-        description="Seeded and reproducible; patients whose glucose falls below 10 mg/dL are dropped.",
-    )
-    simulate_command.add_argument("--patients", type=int, required=True, metavar="N", help="1 to 30")
-    simulate_command.add_argument("--days", type=float, required=True, metavar="D")
-    simulate_command.add_argument("--seed", type=int, default=0, help="default: 0")
-    simulate_command.add_argument("--out", type=Path, required=True, metavar="DIR")
-    simulate_command.add_argument("--no-compress", action="store_true", help="write .json instead of .json.gz")
-    simulate_command.set_defaults(handler=_simulate)
+    _add_data_commands(commands, common)
 
     demo_command = commands.add_parser(
         "demo", help="migrate, load the demo data set and show what each demo user sees", parents=[common]

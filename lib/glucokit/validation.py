@@ -93,6 +93,8 @@ _STATUS_ORDER: Final = (
     "registered", "preliminary", "final", "amended", "corrected", "cancelled", "entered-in-error", "unknown",
 )  # fmt: skip
 _STATUS: Final = frozenset(_STATUS_ORDER)
+# Statuses of readings that are not (or no longer) valid results: kept as rows, never used as data.
+WITHDRAWN: Final = frozenset({"entered-in-error", "cancelled"})
 
 
 def _pattern_match(pattern: re.Pattern[str], value: object) -> bool:

@@ -1,0 +1,372 @@
+"""Train a person's forecaster and forecast from its saved state.
+
+``train_person`` fits every candidate on the first 8/14 of the person's data,
+picks the champion on the next 2/14 (lowest validation RMSE averaged over the
+12 horizons, simpler candidates first on a tie), calibrates 80 % bands on the
+champion's validation residuals (split conformal, per horizon) and scores every
+candidate on the last 4/14. Too little data raises ``InsufficientData``; the
+caller then falls back to ``fallback_state``: persistence or AR2, whichever
+did better on the data there is, with bands calibrated on it, marked fallback.
+
+Every prediction, in evaluation and in ``forecast``, is clamped to the
+physiological range 10-1000 mg/dL, so what is scored is what is served.
+Informational trend forecasts only: not for dosing or diagnosis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import torch
+
+from glucokit.forecast.candidates import AR2, Forecaster, ModelState, Persistence, Ridge, rmse
+from glucokit.forecast.features import FeatureSpec
+from glucokit.forecast.metrics import Metrics, band, conformal_quantile, evaluate
+from glucokit.forecast.model import NetworkConfig, NetworkForecaster, TrainConfig
+from glucokit.forecast.series import (
+    GLUCOSE_HIGH,
+    GLUCOSE_LOW,
+    MAX_FILLED_GAP,
+    MIN_DAYS,
+    STEP,
+    FloatArray,
+    InsufficientData,
+    Reading,
+    Series,
+    prepare,
+    resample,
+)
+from glucokit.forecast.windows import HORIZON_MINUTES, SPLIT_FRACTIONS, SPLITS, Split, Windows, history, split, windows
+
+STATE_VERSION: Final = 1
+COVERAGE: Final = 0.8
+# Fewer windows than this in a split and its numbers mean little (30 windows
+# are 2.5 hours; 100 training windows about 9 hours).
+MIN_WINDOWS: Final = {"train": 100, "validation": 30, "test": 30}
+MIN_FALLBACK_WINDOWS: Final = 30
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    min_days: float = MIN_DAYS
+    fractions: tuple[float, float, float] = SPLIT_FRACTIONS
+    coverage: float = COVERAGE
+    network: NetworkConfig = field(default_factory=NetworkConfig)  # its features are set per person
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+DEFAULT_SETTINGS: Final = TrainingSettings()
+
+
+@dataclass(frozen=True)
+class ForecastState:
+    """What ``forecast`` needs: the model as data, the band half-widths, and the person's time zone.
+
+    Save ``config()`` as JSON and ``tensors`` with safetensors; ``from_saved``
+    rebuilds the same state.
+    """
+
+    model: ModelState
+    quantiles: tuple[float, ...]  # band half-width per horizon (5..60 min), mg/dL
+    coverage: float  # nominal coverage of the bands
+    tz: str  # IANA time zone of the time-of-day feature
+    fallback: bool = False  # a baseline standing in for a trained model
+
+    @property
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return self.model.tensors
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "family": self.model.family,
+            "model": self.model.config,
+            "horizon_minutes": list(HORIZON_MINUTES),
+            "quantiles": list(self.quantiles),
+            "coverage": self.coverage,
+            "tz": self.tz,
+            "fallback": self.fallback,
+        }
+
+    @classmethod
+    def from_saved(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> ForecastState:
+        if config.get("version") != STATE_VERSION:
+            raise ValueError(f"forecast state version {config.get('version')!r} is not {STATE_VERSION}")
+        return cls(
+            model=ModelState(config["family"], config["model"], tensors),
+            quantiles=tuple(float(q) for q in config["quantiles"]),
+            coverage=float(config["coverage"]),
+            tz=str(config["tz"]),
+            fallback=bool(config["fallback"]),
+        )
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    champion: str  # the candidate's name
+    family: str  # its model family: persistence, ar2, ridge or network
+    state: ForecastState  # the champion with its bands, ready to save
+    validation: dict[str, Metrics]  # per candidate
+    test: dict[str, Metrics]  # per candidate; bands and gain over persistence included
+    quantiles: tuple[float, ...]  # the champion's band half-widths per horizon, mg/dL
+    coverage: float
+    first_reading: datetime
+    last_reading: datetime
+    features: tuple[str, ...]  # the champion's inputs
+    hyperparameters: dict[str, dict[str, Any]]  # per candidate, as exported
+    windows: dict[str, int]  # per split
+    seconds: float
+    log: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able: everything but the state's tensors."""
+        return {
+            "champion": self.champion,
+            "family": self.family,
+            "state": self.state.config(),
+            "validation": {name: metrics.as_dict() for name, metrics in self.validation.items()},
+            "test": {name: metrics.as_dict() for name, metrics in self.test.items()},
+            "quantiles": list(self.quantiles),
+            "coverage": self.coverage,
+            "first_reading": self.first_reading.isoformat(),
+            "last_reading": self.last_reading.isoformat(),
+            "features": list(self.features),
+            "hyperparameters": self.hyperparameters,
+            "windows": self.windows,
+            "seconds": self.seconds,
+            "log": self.log,
+        }
+
+
+@dataclass(frozen=True)
+class ForecastPoint:
+    generated_at: datetime  # the latest reading the forecast starts from
+    target_at: datetime  # generated_at + minutes
+    minutes: int
+    value: float  # mg/dL
+    low: float  # band, mg/dL
+    high: float
+
+
+def candidates(series: Series, train: tuple[int, int], settings: TrainingSettings) -> list[Forecaster]:
+    """The candidates for a person, simplest first (a tie in validation goes to the simpler).
+
+    Carbohydrate and insulin are inputs when the training period records any.
+    """
+    start, stop = train
+    events = FeatureSpec(carbs=bool(series.carbs[start:stop].any()), insulin=bool(series.insulin[start:stop].any()))
+    network = dataclasses.replace(settings.network, features=events)
+    found: list[Forecaster] = [Persistence(), AR2(), Ridge("ridge", FeatureSpec())]
+    if events.carbs or events.insulin:
+        found.append(Ridge("ridge_events", events))
+    found.append(NetworkForecaster("network", network, settings.train))
+    return found
+
+
+def restore(state: ModelState) -> Forecaster:
+    """The forecaster a ModelState was exported from, predicting as it did."""
+    builders: dict[str, Callable[[ModelState], Forecaster]] = {
+        "persistence": lambda _: Persistence(),
+        "ar2": lambda _: AR2(),
+        "ridge": Ridge.from_state,
+        "network": NetworkForecaster.from_state,
+    }
+    if state.family not in builders:
+        raise ValueError(f"unknown model family {state.family!r}")
+    return builders[state.family](state)
+
+
+def train_person(
+    glucose: Sequence[Reading],
+    carbs: Sequence[Reading] = (),
+    insulin: Sequence[Reading] = (),
+    *,
+    tz: str = "UTC",
+    settings: TrainingSettings = DEFAULT_SETTINGS,
+) -> TrainingOutcome:
+    """Train, choose and calibrate a person's forecaster; raises InsufficientData when there is too little data."""
+    began = time.perf_counter()
+    series = prepare(glucose, carbs, insulin, tz=ZoneInfo(tz), min_days=settings.min_days)
+    parts = split(series, settings.fractions)
+    counts = parts.counts()
+    for name, count in counts.items():
+        if count < MIN_WINDOWS[name]:
+            raise InsufficientData(
+                f"{count} usable {name} windows (at least {MIN_WINDOWS[name]} are needed):"
+                " too many gaps longer than 15 minutes"
+            )
+    log = [
+        *series.report.lines(),
+        f"data: {series.first_reading.isoformat()} to {series.last_reading.isoformat()}, time zone {tz}",
+        "windows: " + ", ".join(f"{name} {count}" for name, count in counts.items()) + _bounds(series, parts),
+    ]
+
+    forecasters = candidates(series, parts.bounds[0], settings)
+    validation: dict[str, Metrics] = {}
+    test: dict[str, Metrics] = {}
+    quantiles: dict[str, tuple[float, ...]] = {}
+    persistence_rmse = {
+        name: rmse(Persistence().predict(part.inputs), part.target)
+        for name, part in (("validation", parts.validation), ("test", parts.test))
+    }
+    for forecaster in forecasters:
+        log.append(forecaster.fit(parts.train, parts.validation))
+        predicted = _predict(forecaster, parts.validation)
+        quantiles[forecaster.name] = calibrate(predicted, parts.validation.target, settings.coverage)
+        validation[forecaster.name] = evaluate(
+            predicted,
+            parts.validation.target,
+            quantiles=np.asarray(quantiles[forecaster.name]),
+            persistence_rmse=persistence_rmse["validation"],
+        )
+        test[forecaster.name] = evaluate(
+            _predict(forecaster, parts.test),
+            parts.test.target,
+            quantiles=np.asarray(quantiles[forecaster.name]),
+            persistence_rmse=persistence_rmse["test"],
+        )
+
+    scores = {name: float(np.mean(metrics.rmse)) for name, metrics in validation.items()}
+    champion = next(f for f in forecasters if scores[f.name] == min(scores.values()))
+    log.append("validation RMSE, mean over horizons: " + ", ".join(f"{n} {s:.2f}" for n, s in scores.items()))
+    log.append(f"champion: {champion.name} (lowest validation RMSE averaged over 5..60 min)")
+    log.append(
+        f"{settings.coverage:.0%} band half-widths (mg/dL) at 30 and 60 min:"
+        f" {quantiles[champion.name][5]:.1f}, {quantiles[champion.name][11]:.1f};"
+        f" test coverage {_at(test[champion.name].coverage, 5):.1%}, {_at(test[champion.name].coverage, 11):.1%}"
+    )
+    log.append(
+        f"test RMSE at 30 and 60 min: {test[champion.name].rmse[5]:.2f}, {test[champion.name].rmse[11]:.2f} mg/dL"
+        f" (persistence {test['persistence'].rmse[5]:.2f}, {test['persistence'].rmse[11]:.2f})"
+    )
+    model = champion.export()
+    hyperparameters = {forecaster.name: forecaster.export().config for forecaster in forecasters}
+    return TrainingOutcome(
+        champion=champion.name,
+        family=model.family,
+        state=ForecastState(model, quantiles[champion.name], settings.coverage, tz),
+        validation=validation,
+        test=test,
+        quantiles=quantiles[champion.name],
+        coverage=settings.coverage,
+        first_reading=series.first_reading,
+        last_reading=series.last_reading,
+        features=tuple(champion.feature_blocks()),
+        hyperparameters=hyperparameters,
+        windows=counts,
+        seconds=time.perf_counter() - began,
+        log=log,
+    )
+
+
+def fallback_state(
+    glucose: Sequence[Reading],
+    carbs: Sequence[Reading] = (),
+    insulin: Sequence[Reading] = (),
+    *,
+    tz: str = "UTC",
+    coverage: float = COVERAGE,
+) -> ForecastState:
+    """The baseline for a person without enough data to train: persistence or AR2, with calibrated bands.
+
+    Neither learns anything, so every usable window of the data there is
+    serves to choose between them (mean RMSE over horizons) and to calibrate
+    the bands; with so few windows the bands' coverage is rougher than a
+    trained model's. Raises InsufficientData below MIN_FALLBACK_WINDOWS
+    windows (about 3.5 hours of readings).
+    """
+    if not glucose:
+        raise InsufficientData("no glucose readings")
+    series = resample(glucose, carbs, insulin, tz=ZoneInfo(tz))
+    usable = windows(series, 0, len(series))
+    if len(usable) < MIN_FALLBACK_WINDOWS:
+        raise InsufficientData(
+            f"{len(usable)} usable windows of 2 hours without a gap over 15 minutes;"
+            f" at least {MIN_FALLBACK_WINDOWS} are needed even for a baseline forecast"
+        )
+    baselines: list[Forecaster] = [Persistence(), AR2()]
+    predictions = [_predict(baseline, usable) for baseline in baselines]
+    scores = [float(np.mean(evaluate(predicted, usable.target).rmse)) for predicted in predictions]
+    best = scores.index(min(scores))
+    quantiles = calibrate(predictions[best], usable.target, coverage)
+    return ForecastState(baselines[best].export(), quantiles, coverage, tz, fallback=True)
+
+
+def forecast(
+    state: ForecastState,
+    glucose: Sequence[Reading],
+    now: datetime,
+    carbs: Sequence[Reading] = (),
+    insulin: Sequence[Reading] = (),
+    *,
+    max_age: timedelta = MAX_FILLED_GAP,
+) -> list[ForecastPoint]:
+    """The 12 forecast points (5..60 min after the latest reading at or before ``now``) with their bands.
+
+    Needs the last hour of readings without a gap over 15 minutes, the latest
+    no older than ``max_age``; models that read carbohydrate and insulin look
+    at the last 4 hours of them (none given counts as none taken). Raises
+    InsufficientData otherwise.
+    """
+    past = [(moment, value) for moment, value in glucose if moment <= now]
+    if not past:
+        raise InsufficientData(f"no glucose reading at or before {now.isoformat()}")
+    latest = max(moment for moment, _ in past)
+    if now - latest > max_age:
+        raise InsufficientData(f"the latest reading, {latest.isoformat()}, is older than {max_age} before now")
+    series = resample(
+        past,
+        [(moment, value) for moment, value in carbs if moment <= now],
+        [(moment, value) for moment, value in insulin if moment <= now],
+        tz=ZoneInfo(state.tz),
+        anchor=latest,
+    )
+    end = np.array([len(series) - 1], dtype=np.int64)
+    inputs = history(series, end)
+    if not np.isfinite(inputs.glucose).all():
+        raise InsufficientData("the last hour of readings has a gap longer than 15 minutes")
+    prediction = _clamp(restore(state.model).predict(inputs))[0]  # (HORIZONS,)
+    low, high = band(prediction, np.asarray(state.quantiles))
+    return [
+        ForecastPoint(
+            generated_at=latest,
+            target_at=latest + minutes // 5 * STEP,
+            minutes=minutes,
+            value=float(prediction[h]),
+            low=float(low[h]),
+            high=float(high[h]),
+        )
+        for h, minutes in enumerate(HORIZON_MINUTES)
+    ]
+
+
+def calibrate(prediction: FloatArray, target: FloatArray, coverage: float) -> tuple[float, ...]:
+    """Split-conformal band half-width per horizon from calibration predictions and their targets."""
+    residuals = np.abs(prediction - target)  # (n, HORIZONS)
+    return tuple(conformal_quantile(residuals[:, h], coverage) for h in range(residuals.shape[1]))
+
+
+def _predict(forecaster: Forecaster, windows: Windows) -> FloatArray:
+    return _clamp(forecaster.predict(windows.inputs))
+
+
+def _clamp(prediction: FloatArray) -> FloatArray:
+    return np.clip(prediction, GLUCOSE_LOW, GLUCOSE_HIGH)
+
+
+def _bounds(series: Series, parts: Split) -> str:
+    names = (
+        f"{name} from {series.time(start).isoformat()}" for name, (start, _) in zip(SPLITS, parts.bounds, strict=True)
+    )
+    return "; " + ", ".join(names)
+
+
+def _at(values: tuple[float, ...] | None, h: int) -> float:
+    return float("nan") if values is None else values[h]
