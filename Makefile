@@ -34,8 +34,8 @@ demo: install
 	$(BIN)/glucokit demo
 
 lint: install
-	$(BIN)/ruff check lib tests bench
-	$(BIN)/ruff format --check lib tests bench
+	$(BIN)/ruff check lib tests bench workers
+	$(BIN)/ruff format --check lib tests bench workers
 	node --check prisma/tools/schema-diff.mjs
 	node --check prisma/tools/pg-adapter.mjs
 

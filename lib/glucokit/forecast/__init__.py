@@ -22,6 +22,7 @@ from glucokit.forecast.pipeline import (
     TrainingSettings,
     fallback_state,
     forecast,
+    holdout_rmse,
     restore,
     train_person,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "evaluate_people",
     "fallback_state",
     "forecast",
+    "holdout_rmse",
     "read_bundle",
     "restore",
     "train_person",

@@ -347,6 +347,24 @@ def forecast(
     ]
 
 
+def holdout_rmse(
+    state: ForecastState,
+    glucose: Sequence[Reading],
+    carbs: Sequence[Reading] = (),
+    insulin: Sequence[Reading] = (),
+    *,
+    settings: TrainingSettings = DEFAULT_SETTINGS,
+) -> float:
+    """A saved model's test RMSE (mean over horizons) on the test split ``train_person`` makes of these readings.
+
+    This is the champion/challenger holdout: the active version and a newly
+    trained one are compared on the same recent windows, scored the same way.
+    """
+    series = prepare(glucose, carbs, insulin, tz=ZoneInfo(state.tz), min_days=settings.min_days)
+    test = split(series, settings.fractions).test
+    return float(np.mean(rmse(_predict(restore(state.model), test), test.target)))
+
+
 def calibrate(prediction: FloatArray, target: FloatArray, coverage: float) -> tuple[float, ...]:
     """Split-conformal band half-width per horizon from calibration predictions and their targets."""
     residuals = np.abs(prediction - target)  # (n, HORIZONS)

@@ -357,3 +357,14 @@ select private.fail_retrain(%(msg_id)s, %(attempt)s, %(error)s, %(training_run_i
 -- The retrain queue at a glance.
 select queue_length, newest_msg_age_sec, oldest_msg_age_sec, total_messages, queued, running, expired_leases
 from private.retrain_queue_metrics();
+
+-- name: retrain_person
+-- The scoped person's owner and time zone.
+select owner_id, time_zone from public.person where id = %(person_id)s;
+
+-- name: retrain_person_readings
+-- The scoped person's readings of the given codes that are valid results, oldest first.
+select code, effective_at, value
+from public.observation
+where person_id = %(person_id)s and code = any(%(codes)s) and status <> all(%(withdrawn)s)
+order by effective_at;

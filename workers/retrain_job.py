@@ -1,0 +1,56 @@
+"""Cloud Run job: drain the retrain queue, one person at a time.
+
+    python workers/retrain_job.py
+
+Environment:
+    DATABASE_URL            the database; the login role must be allowed to `set role glucokit_worker`
+    GLUCOKIT_MODEL_DIR      where the local model store keeps the bytes of the `models` bucket
+    CLOUD_RUN_TASK_INDEX    this task's shard (Cloud Run sets it; default 0)
+    CLOUD_RUN_TASK_COUNT    the number of tasks (Cloud Run sets it; default 1)
+    GLUCOKIT_JOB_SECONDS    stop claiming new work after this many seconds (default: until the queue is drained)
+
+Exit status: 0 when the shard was drained or the task stopped in time; 1 when
+a retrain failed (Cloud Run then retries the task; the queue retries the person).
+SIGTERM stops the task cleanly: the person in hand is finished, no other is taken.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from glucokit import database, retrain_job
+from glucokit.model_store import LocalModelStore
+from glucokit.retrain import RetrainResult
+
+
+def main() -> int:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    shard = retrain_job.Shard(
+        int(os.environ.get("CLOUD_RUN_TASK_INDEX", "0")), int(os.environ.get("CLOUD_RUN_TASK_COUNT", "1"))
+    )
+    seconds = os.environ.get("GLUCOKIT_JOB_SECONDS")
+    deadline = time.monotonic() + float(seconds) if seconds else None
+    store = LocalModelStore(Path(os.environ.get("GLUCOKIT_MODEL_DIR", ".glucokit/storage")))
+
+    def report(result: RetrainResult) -> None:
+        state = "active" if result.activated else "kept"
+        print(f"{result.person_id}: {result.version} ({result.algorithm}) {state}: {result.reason}", flush=True)
+
+    with database.connect(database.target(None).url) as conn:
+        done = retrain_job.run(conn, store, shard=shard, deadline=deadline, stop=stop, on_result=report)
+    for person, error in done.failed.items():
+        print(f"{person}: retrain failed, will be retried: {error}", file=sys.stderr)
+    print(
+        f"task {shard.index}/{shard.count}: {len(done.retrained)} retrained, {len(done.failed)} failed, {done.stopped}"
+    )
+    return 1 if done.must_retry else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
