@@ -49,6 +49,7 @@ def test_versions_bump_minor_for_a_retrain_and_major_for_new_features() -> None:
     latest = ModelVersion(
         id=None, version="1.3.0", algorithm="ridge", stage="active", stage_reason=None, is_fallback=False,  # type: ignore[arg-type]
         storage_path=None, artifact_sha256=None, features=["a", "b"], metrics={}, trained_at=datetime.now(UTC),
+        training_run_id=None, data_from=datetime.now(UTC), data_to=datetime.now(UTC),
     )  # fmt: skip
     assert registry.next_version(None, ["a"]) == "1.0.0"
     assert registry.next_version(latest, ["b", "a"]) == "1.4.0"

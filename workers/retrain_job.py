@@ -4,7 +4,7 @@
 
 Environment:
     DATABASE_URL            the database; the login role must be allowed to `set role glucokit_worker`
-    GLUCOKIT_MODEL_DIR      where the local model store keeps the bytes of the `models` bucket
+    GLUCOKIT_MODEL_DIR      the local model store's directory for the `models` bucket (default .glucokit/storage)
     CLOUD_RUN_TASK_INDEX    this task's shard (Cloud Run sets it; default 0)
     CLOUD_RUN_TASK_COUNT    the number of tasks (Cloud Run sets it; default 1)
     GLUCOKIT_JOB_SECONDS    stop claiming new work after this many seconds (default: until the queue is drained)
@@ -21,10 +21,10 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 
 from glucokit import database, retrain_job
 from glucokit.model_store import LocalModelStore
+from glucokit.project import MODEL_STORE_DIR
 from glucokit.retrain import RetrainResult
 
 
@@ -36,7 +36,7 @@ def main() -> int:
     )
     seconds = os.environ.get("GLUCOKIT_JOB_SECONDS")
     deadline = time.monotonic() + float(seconds) if seconds else None
-    store = LocalModelStore(Path(os.environ.get("GLUCOKIT_MODEL_DIR", ".glucokit/storage")))
+    store = LocalModelStore(MODEL_STORE_DIR)
 
     def report(result: RetrainResult) -> None:
         state = "active" if result.activated else "kept"

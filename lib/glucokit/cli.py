@@ -15,7 +15,8 @@ from uuid import UUID
 from glucokit import advisors, database, demo, export, ingest, migrate, pgtap, policies, prisma_check, simulate
 from glucokit.errors import GlucokitError
 from glucokit.fhir import FHIR_VERSIONS
-from glucokit.project import PRISMA_SCHEMA
+from glucokit.model_store import LocalModelStore
+from glucokit.project import MODEL_STORE_DIR, PRISMA_SCHEMA
 from glucokit.queries import query
 from glucokit.sessions import Connection
 
@@ -81,7 +82,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"database: {target.display}")
     _print_migration(migrate.migrate(target.url))
     with database.connect(target.url) as conn:
-        demo.load(conn)
+        demo.load(conn, LocalModelStore(MODEL_STORE_DIR))
         print()
         print(demo.summary(conn))
     return 0

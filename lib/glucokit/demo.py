@@ -3,10 +3,11 @@
 Two demo users: Alice owns two persons (herself and her son), Bob owns one.
 Each person gets one of the simulated bundles in data/simulated/ (14 days of
 CGM readings, meals and insulin from simglucose), ingested as its owner through
-the same path as `glucokit ingest`. A worker, scoped to
-each person in turn, then records a training run and registers a persistence
-baseline, flagged as a fallback, and writes one forecast curve (5-60 min)
-with an empirical 80 % band and source anchors.
+the same path as `glucokit ingest`. Ingest's new-data trigger queues each
+person's first retrain; the retrain job drains the queue as the workers do
+(train, store the artifacts, register, activate), and a worker scoped to each
+person writes one forecast curve (5-60 min) from the active model, with its
+80 % band and source anchors (the input hour).
 
 Loading is idempotent: fixed ids, and re-running the demo replaces the
 demo persons' data.
@@ -14,26 +15,27 @@ demo persons' data.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Final
 from uuid import UUID, uuid5
 
 import psycopg
-from psycopg.types.json import Jsonb
 
-from glucokit import __version__, sessions
+from glucokit import __version__, registry, retrain_job, sessions
 from glucokit.disclaimer import DISCLAIMER, DISCLAIMER_VERSION
 from glucokit.errors import GlucokitError
+from glucokit.forecast import forecast
 from glucokit.ingest import Ingest
+from glucokit.model_store import LocalModelStore, person_folder
 from glucokit.project import SIMULATED_DIR
 from glucokit.queries import query
+from glucokit.retrain import RetrainResult, load_state, person_readings
 from glucokit.sessions import Connection
 
 _NAMESPACE = UUID("6f1c4f8e-2b7a-4f7e-9a51-2f0c6f9d1e11")
-HORIZONS_MIN = tuple(range(5, 65, 5))
-BAND_COVERAGE = 0.8
-BASELINE_VERSION = "1.0.0"
+INPUT_HOUR: Final = timedelta(hours=1)  # the readings a forecast starts from: its source anchors
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,8 @@ DEMO_USERS: tuple[DemoUser, ...] = (
 )
 
 
-def load(conn: Connection) -> None:
-    """Load (or reload) the demo data set: each person's simulated bundle, ingested as its owner."""
+def load(conn: Connection, store: LocalModelStore, progress: Callable[[str], None] = print) -> None:
+    """Load (or reload) the demo data set, train every demo person's model and write one forecast each."""
     with conn.transaction():
         for user in DEMO_USERS:
             conn.execute(query("demo_upsert_user"), {"id": user.id, "email": user.email})
@@ -82,86 +84,102 @@ def load(conn: Connection) -> None:
                     query("demo_insert_person"),
                     {"id": person.id, "owner_id": user.id, "display_name": person.display_name},
                 )
+                folder = person_folder(user.id, person.id)
+                conn.execute(query("demo_reset_model_files"), {"folder": folder})
+                store.sweep(conn, folder)
     for user in DEMO_USERS:
         for person in user.persons:
             report = Ingest([conn], user_id=user.id, person_id=person.id).path(SIMULATED_DIR / person.bundle)
             if report.rejected:
                 raise GlucokitError(f"the demo bundle {person.bundle} has rejected entries: {report.rejections[0]}")
-            _register_baseline(conn, person.id)
+    # Ingest's new-data trigger queued each person's first retrain: the retrain job drains the queue.
+    persons = sum(len(user.persons) for user in DEMO_USERS)
+    trained: list[RetrainResult] = []
+
+    def show(result: RetrainResult) -> None:
+        trained.append(result)
+        done = min(len(trained), persons)
+        progress(
+            f"training [{'#' * done}{'.' * (persons - done)}] {done}/{persons}: {result.version} {result.algorithm}"
+        )
+
+    job = retrain_job.run(conn, store, on_result=show)
+    if job.failed:
+        raise GlucokitError(f"demo training failed: {next(iter(job.failed.values()))}")
+    for user in DEMO_USERS:
+        for person in user.persons:
+            _write_forecast(conn, store, person.id)
 
 
-def _register_baseline(conn: Connection, person_id: UUID) -> None:
-    """As the worker in this person's scope: a persistence fallback model and one forecast curve."""
+def _write_forecast(conn: Connection, store: LocalModelStore, person_id: UUID) -> None:
+    """As the worker in this person's scope: one forecast curve from the active model, anchored on its input hour."""
     with sessions.as_worker(conn, person_id):
-        readings = conn.execute(query("demo_person_readings"), {"person_id": person_id}).fetchall()
-        values = [float(str(value)) for _id, _at, value in readings]
-        data_from, data_to = readings[0][1], readings[-1][1]
-        run = conn.execute(
-            query("demo_insert_training_run"), {"person_id": person_id, "reason": "demo data loaded"}
-        ).fetchone()
-        assert run is not None
-        metrics = {f"persistence_rmse_{h}": round(_persistence_rmse(values, h // 5), 2) for h in (30, 60)}
-        model = conn.execute(
-            query("demo_insert_model"),
-            {
-                "person_id": person_id,
-                "training_run_id": run[0],
-                "version": BASELINE_VERSION,
-                "data_from": data_from,
-                "data_to": data_to,
-                "metrics": Jsonb(metrics),
-            },
-        ).fetchone()
-        assert model is not None
-        latest_id, latest_at, _ = readings[-1]
-        value = values[-1]
-        for horizon in HORIZONS_MIN:
-            lower, upper = _band(values, horizon // 5, BAND_COVERAGE)
+        model = registry.active(conn, person_id)
+        if model is None:
+            raise GlucokitError(f"demo person {person_id} has no active model")
+        state = load_state(conn, store, model)
+        glucose, carbs, insulin = person_readings(conn, person_id)
+        points = forecast(state, glucose, glucose[-1][0], carbs, insulin)
+        anchors = conn.execute(
+            query("demo_input_hour"), {"person_id": person_id, "since": points[0].generated_at - INPUT_HOUR}
+        ).fetchall()
+        for point in points:
             prediction = conn.execute(
                 query("demo_insert_prediction"),
                 {
                     "person_id": person_id,
-                    "model_id": model[0],
-                    "generated_at": latest_at,
-                    "horizon": horizon,
-                    "value": value,
-                    "lower": max(0.0, value + lower),
-                    "upper": value + upper,
-                    "coverage": BAND_COVERAGE,
+                    "model_id": model.id,
+                    "generated_at": point.generated_at,
+                    "horizon": point.minutes,
+                    "value": point.value,
+                    "lower": point.low,
+                    "upper": point.high,
+                    "coverage": state.coverage,
                     "disclaimer_version": DISCLAIMER_VERSION,
-                    "version": BASELINE_VERSION,
-                    "training_run_id": run[0],
-                    "data_from": data_from,
-                    "data_to": data_to,
+                    "version": model.version,
+                    "training_run_id": model.training_run_id,
+                    "data_from": model.data_from,
+                    "data_to": model.data_to,
                     "code_version": __version__,
                 },
             ).fetchone()
             assert prediction is not None
-            conn.execute(
-                query("demo_insert_prediction_source"),
-                {
-                    "prediction_id": prediction[0],
-                    "person_id": person_id,
-                    "observation_id": latest_id,
-                    "effective_at": latest_at,
-                },
+            for observation_id, effective_at in anchors:
+                conn.execute(
+                    query("demo_insert_prediction_source"),
+                    {
+                        "prediction_id": prediction[0],
+                        "person_id": person_id,
+                        "observation_id": observation_id,
+                        "effective_at": effective_at,
+                    },
+                )
+
+
+def models_table(conn: Connection) -> str:
+    """Per demo person: the active model, its test errors against the baselines, its band coverage and files."""
+    header = (
+        f"{'name':<8}{'model':<8}{'family':<14}{'RMSE 30 (pers., AR2)':<24}{'RMSE 60 (pers., AR2)':<24}"
+        f"{'cover 30':<10}files"
+    )
+    lines = [header, "-" * len(header)]
+    for user in DEMO_USERS:
+        for person in user.persons:
+            with sessions.as_user(conn, user.id):
+                model = registry.active(conn, person.id)
+            if model is None:
+                lines.append(f"{person.display_name:<8}(no model)")
+                continue
+            m = model.metrics
+            rmse_30 = f"{m['rmse_30']:.1f} ({m['persistence_rmse_30']:.1f}, {m['ar2_rmse_30']:.1f})"
+            rmse_60 = f"{m['rmse_60']:.1f} ({m['persistence_rmse_60']:.1f}, {m['ar2_rmse_60']:.1f})"
+            lines.append(
+                f"{person.display_name:<8}{model.version:<8}{model.algorithm:<14}{rmse_30:<24}{rmse_60:<24}"
+                f"{m['coverage_30']:<10.0%}models/{model.storage_path}"
             )
-
-
-def _differences(values: list[float], steps: int) -> Iterator[float]:
-    return (later - earlier for earlier, later in zip(values, values[steps:], strict=False))
-
-
-def _persistence_rmse(values: list[float], steps: int) -> float:
-    squared = [d * d for d in _differences(values, steps)]
-    return math.sqrt(sum(squared) / len(squared))
-
-
-def _band(values: list[float], steps: int, coverage: float) -> tuple[float, float]:
-    """Empirical quantiles of the persistence error at this horizon (the band around the last value)."""
-    errors = sorted(_differences(values, steps))
-    tail = (1 - coverage) / 2
-    return errors[int(tail * (len(errors) - 1))], errors[math.ceil((1 - tail) * (len(errors) - 1))]
+    lines.append("")
+    lines.append("Test split: the last 4 of the 14 days. Errors in mg/dL. Bands are 80 % split-conformal.")
+    return "\n".join(lines)
 
 
 def table_counts(conn: Connection) -> list[tuple[str, int]]:
@@ -185,6 +203,8 @@ def summary(conn: Connection) -> str:
     lines = [header, "-" * len(header)]
     for table, _ in totals:
         lines.append(f"{table:<22}" + "".join(f"{counts[table]:>12}" for _, counts in columns))
+    lines.append("")
+    lines.append(models_table(conn))
     lines.append("")
     lines.append(f"anon sees: {anon_access(conn)}")
     lines.append("")

@@ -16,3 +16,5 @@ MIGRATIONS_DIR = SUPABASE_DIR / "migrations"
 PRISMA_SCHEMA = PROJECT_DIR / "prisma" / "schema.prisma"
 NODE_BIN = PROJECT_DIR / "node_modules" / ".bin"
 SIMULATED_DIR = PROJECT_DIR / "data" / "simulated"
+# The local model store: the bytes of the `models` bucket when no Supabase Storage is used.
+MODEL_STORE_DIR = Path(os.environ.get("GLUCOKIT_MODEL_DIR") or STATE_DIR / "storage")

@@ -45,6 +45,9 @@ class ModelVersion:
     features: list[str]
     metrics: dict[str, Any]
     trained_at: datetime
+    training_run_id: UUID | None
+    data_from: datetime
+    data_to: datetime
 
 
 def _semver(version: str) -> tuple[int, int, int]:

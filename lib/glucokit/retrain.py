@@ -81,6 +81,16 @@ def _artifacts(state: ForecastState, metadata: dict[str, Any], log: list[str]) -
     )
 
 
+def _metrics(outcome: TrainingOutcome) -> dict[str, float]:
+    """The champion's headline test metrics, with the baselines' errors on the same test windows beside them."""
+    baselines = {
+        f"{name}_rmse_{minutes}": outcome.test[name].at(minutes)["rmse"]
+        for name in ("persistence", "ar2")
+        for minutes in (30, 60)
+    }
+    return headline(outcome.test[outcome.champion]) | baselines
+
+
 def load_state(conn: Connection, store: ModelStore, model: ModelVersion) -> ForecastState:
     """A registered version's forecaster, read back from its files (hash checked)."""
     if model.storage_path is None or model.artifact_sha256 is None:
@@ -122,7 +132,7 @@ class _Job:
             algorithm=outcome.family,
             features=outcome.features,
             hyperparameters=outcome.hyperparameters[outcome.champion],
-            metrics=headline(outcome.test[outcome.champion]),
+            metrics=_metrics(outcome),
             data_from=outcome.first_reading,
             data_to=outcome.last_reading,
         )

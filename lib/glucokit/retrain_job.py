@@ -3,12 +3,13 @@
 Each task of a job execution reads the queue and takes the persons of its
 shard (``CLOUD_RUN_TASK_INDEX`` of ``CLOUD_RUN_TASK_COUNT``, by person id);
 it reads without hiding anything and leaves other shards' messages alone. A
-task claims a request (which hides its message for the lease), retrains the person (``retrain.retrain``), and completes or fails the
-request. It stops when its shard has nothing visible, when its time is up, or
-when asked to stop (SIGTERM): it finishes the person in hand and claims no
-other. A retrain that raised (the database or the store failing; too little
-data and failed training are handled inside ``retrain`` with a fallback)
-leaves its claim to expire: the message returns after the lease and the next
+task claims a request (which hides its message for the lease), retrains the
+person (``retrain.retrain``) and completes the request. It stops when its
+shard has nothing visible, when its time is up, or when asked to stop
+(SIGTERM): it finishes the person in hand and claims no other. A retrain
+that raised (the database or the store failing; too little data and failed
+training are handled inside ``retrain`` with a fallback) leaves its claim to
+expire: the message returns after the lease and the next
 attempt takes it over, until the queue's attempt limit marks it failed. The
 task reports the failure, so the job exits non-zero and Cloud Run retries it.
 """

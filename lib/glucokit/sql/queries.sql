@@ -44,30 +44,16 @@ delete from public.person where id = %(id)s;
 insert into public.person (id, owner_id, display_name, time_zone)
 values (%(id)s, %(owner_id)s, %(display_name)s, 'Europe/Berlin');
 
--- name: demo_person_readings
--- The scoped person's CGM readings, oldest first.
-select id, effective_at, value
+-- name: demo_reset_model_files
+-- Forgets the files of a demo person's earlier models (their rows; the store sweeps the bytes).
+delete from storage.objects where bucket_id = 'models' and starts_with(name, %(folder)s);
+
+-- name: demo_input_hour
+-- The scoped person's CGM readings of the hour a forecast starts from.
+select id, effective_at
 from public.observation
-where person_id = %(person_id)s and code = '99504-3'
+where person_id = %(person_id)s and code in ('99504-3', '105272-9') and effective_at > %(since)s
 order by effective_at;
-
--- name: demo_insert_training_run
--- A finished demo training run.
-insert into public.training_run (person_id, trigger, status, reason, started_at, finished_at)
-values (%(person_id)s, 'initial', 'succeeded', %(reason)s, now(), now())
-returning id;
-
--- name: demo_insert_model
--- The demo's persistence baseline, active and flagged as a fallback.
-insert into public.ml_model (
-  person_id, version, algorithm, is_fallback, training_run_id, data_from, data_to,
-  features, metrics, stage, stage_reason
-)
-values (
-  %(person_id)s, %(version)s, 'persistence', true, %(training_run_id)s, %(data_from)s, %(data_to)s,
-  array['glucose'], %(metrics)s, 'active', 'demo baseline'
-)
-returning id;
 
 -- name: demo_insert_prediction
 -- One point of the demo forecast curve.
@@ -278,7 +264,7 @@ select name from storage.objects where bucket_id = %(bucket)s and starts_with(na
 -- name: registry_versions
 -- The scoped person's model versions of one type.
 select id, version, algorithm, stage::text as stage, stage_reason, is_fallback, storage_path, artifact_sha256,
-  features, metrics, trained_at
+  features, metrics, trained_at, training_run_id, data_from, data_to
 from public.ml_model
 where person_id = %(person_id)s and model_type = %(model_type)s;
 
@@ -305,7 +291,7 @@ values (
   %(artifact_sha256)s, %(data_from)s, %(data_to)s, %(features)s, %(hyperparameters)s, %(metrics)s
 )
 returning id, version, algorithm, stage::text as stage, stage_reason, is_fallback, storage_path, artifact_sha256,
-  features, metrics, trained_at;
+  features, metrics, trained_at, training_run_id, data_from, data_to;
 
 -- name: registry_set_stage
 -- Moves a model version to another stage, saying why.
