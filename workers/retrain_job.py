@@ -42,7 +42,11 @@ def main() -> int:
         state = "active" if result.activated else "kept"
         print(f"{result.person_id}: {result.version} ({result.algorithm}) {state}: {result.reason}", flush=True)
 
-    with database.connect(database.target(None).url) as conn:
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        print("retrain_job: DATABASE_URL is required", file=sys.stderr)
+        return 2
+    with database.connect(url) as conn:
         done = retrain_job.run(conn, store, shard=shard, deadline=deadline, stop=stop, on_result=report)
     for person, error in done.failed.items():
         print(f"{person}: retrain failed, will be retried: {error}", file=sys.stderr)
