@@ -1,0 +1,125 @@
+"""Retraining throughput: persons retrained per hour end to end by the Cloud Run retrain job.
+
+    .venv/bin/python bench/train.py [--persons 24] [--tasks 1 2]
+
+Builds a scratch database on the embedded server, migrated like any other,
+with --persons persons, each given one of the simulated 14-day bundles of
+data/simulated/ (ingested as the owner, so the new-data trigger queues each
+person's first retrain). Then, for each --tasks value, queues a retrain of
+every person and runs workers/retrain_job.py as that many parallel tasks (the
+Cloud Run job's CLOUD_RUN_TASK_INDEX/COUNT), timing the drain end to end:
+read the person's data, train every candidate, store the files, register,
+judge against the active version. Prints a JSON summary; the recorded result
+is bench/results/train.json. Target: 3,600 persons/hour on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from itertools import cycle
+from pathlib import Path
+from uuid import uuid4
+
+import psycopg
+
+from glucokit.ingest import Ingest
+from glucokit.project import PROJECT_DIR, SIMULATED_DIR
+from scratch import scratch_database
+
+JOB = PROJECT_DIR / "workers" / "retrain_job.py"
+
+
+def _persons(url: str, count: int) -> list[str]:
+    bundles = cycle(sorted(SIMULATED_DIR.glob("*.json.gz")))
+    ids = []
+    with psycopg.connect(url) as conn:
+        for _ in range(count):
+            user, person = uuid4(), uuid4()
+            conn.execute(
+                "insert into auth.users (id, aud, role) values (%s, 'authenticated', 'authenticated')", (user,)
+            )
+            conn.execute("insert into public.person (id, owner_id) values (%s, %s)", (person, user))
+            conn.commit()
+            Ingest([conn], user_id=user, person_id=person).path(next(bundles))
+            ids.append(str(person))
+    return ids
+
+
+def _drain(url: str, tasks: int, model_dir: Path) -> float:
+    """Seconds for ``tasks`` parallel job tasks to drain the queue."""
+    began = time.perf_counter()
+    running = [
+        subprocess.Popen(
+            [sys.executable, str(JOB)],
+            env=os.environ
+            | {
+                "DATABASE_URL": url,
+                "GLUCOKIT_MODEL_DIR": str(model_dir),
+                "CLOUD_RUN_TASK_INDEX": str(index),
+                "CLOUD_RUN_TASK_COUNT": str(tasks),
+            },
+            stdout=subprocess.DEVNULL,
+        )
+        for index in range(tasks)
+    ]
+    codes = [process.wait() for process in running]
+    if any(codes):
+        raise SystemExit(f"a job task failed: exit codes {codes}")
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--persons", type=int, default=24)
+    parser.add_argument("--tasks", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+
+    runs = []
+    with scratch_database() as url, tempfile.TemporaryDirectory() as scratch:
+        persons = _persons(url, args.persons)
+        first_s = _drain(url, 1, Path(scratch))  # first models: nothing to judge against yet
+        for tasks in args.tasks:
+            with psycopg.connect(url) as conn:
+                for person in persons:
+                    conn.execute("select private.enqueue_retrain(%s, 'scheduled', 'benchmark')", (person,))
+            seconds = _drain(url, tasks, Path(scratch))
+            runs.append(
+                {
+                    "tasks": tasks,
+                    "seconds": round(seconds, 1),
+                    "persons_per_hour": round(len(persons) / seconds * 3600),
+                }
+            )
+        with psycopg.connect(url) as conn:
+            rows = conn.execute("select stage::text, count(*) from public.ml_model group by stage").fetchall()
+            stages = {str(stage): int(str(count)) for stage, count in rows}
+
+    print(
+        json.dumps(
+            {
+                "benchmark": "persons retrained end to end by the retrain job (read, train, store, register, judge)",
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                "persons": args.persons,
+                "first_models": {
+                    "tasks": 1,
+                    "seconds": round(first_s, 1),
+                    "persons_per_hour": round(args.persons / first_s * 3600),
+                },
+                "retrains": runs,
+                "model_stages": stages,
+                "target_persons_per_hour": 3600,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
