@@ -81,7 +81,7 @@ def _demo(args: argparse.Namespace) -> int:
     target = database.target(args.database_url)
     print(f"database: {target.display}")
     _print_migration(migrate.migrate(target.url))
-    with database.connect(target.url) as conn:
+    with database.connect(target.url, autocommit=True) as conn:
         demo.load(conn, LocalModelStore(MODEL_STORE_DIR))
         print()
         print(demo.summary(conn))

@@ -33,6 +33,7 @@ from glucokit.project import SIMULATED_DIR
 from glucokit.queries import query
 from glucokit.retrain import RetrainResult, load_state, person_readings
 from glucokit.sessions import Connection
+from glucokit.units import CGM_CODES
 
 _NAMESPACE = UUID("6f1c4f8e-2b7a-4f7e-9a51-2f0c6f9d1e11")
 INPUT_HOUR: Final = timedelta(hours=1)  # the readings a forecast starts from: its source anchors
@@ -121,7 +122,8 @@ def _write_forecast(conn: Connection, store: LocalModelStore, person_id: UUID) -
         glucose, carbs, insulin = person_readings(conn, person_id)
         points = forecast(state, glucose, glucose[-1][0], carbs, insulin)
         anchors = conn.execute(
-            query("demo_input_hour"), {"person_id": person_id, "since": points[0].generated_at - INPUT_HOUR}
+            query("demo_input_hour"),
+            {"person_id": person_id, "codes": sorted(CGM_CODES), "since": points[0].generated_at - INPUT_HOUR},
         ).fetchall()
         for point in points:
             prediction = conn.execute(
@@ -165,7 +167,7 @@ def models_table(conn: Connection) -> str:
     lines = [header, "-" * len(header)]
     for user in DEMO_USERS:
         for person in user.persons:
-            with sessions.as_user(conn, user.id):
+            with sessions.as_worker(conn, person.id):
                 model = registry.active(conn, person.id)
             if model is None:
                 lines.append(f"{person.display_name:<8}(no model)")

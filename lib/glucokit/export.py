@@ -17,9 +17,8 @@ from uuid import UUID
 import orjson
 
 from glucokit import fhir
-from glucokit.errors import GlucokitError
 from glucokit.queries import query
-from glucokit.sessions import Connection, as_user
+from glucokit.sessions import Connection, as_user, require_person
 from glucokit.units import KINDS
 
 ExportFormat = Literal["bundle", "ndjson"]
@@ -49,9 +48,7 @@ def _resource(row: tuple[Any, ...]) -> dict[str, Any]:
 
 def _rows(conn: Connection, user_id: UUID, person_id: UUID) -> Iterator[tuple[Any, ...]]:
     with as_user(conn, user_id):
-        visible = conn.execute(query("person_visible"), {"person_id": person_id}).fetchone()
-        if visible is None or not visible[0]:
-            raise GlucokitError(f"person {person_id} does not exist or is not one of yours")
+        require_person(conn, person_id)
         with conn.cursor(name="glucokit_export") as cursor:
             cursor.itersize = _FETCH
             cursor.execute(query("export_observations"), {"person_id": person_id})

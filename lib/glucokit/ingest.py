@@ -38,7 +38,7 @@ from psycopg.types.json import Jsonb
 from glucokit.errors import GlucokitError
 from glucokit.fhir import FHIR_VERSIONS, FhirVersion
 from glucokit.queries import query
-from glucokit.sessions import Connection, as_user
+from glucokit.sessions import Connection, as_user, require_person
 from glucokit.validation import ObservationValidator, Problem, Reading
 
 MIB: Final = 1024 * 1024
@@ -418,13 +418,11 @@ class Ingest:
     def _check_person(self) -> datetime:
         """The database's clock, once the caller is known to own the person."""
         conn = self.connections[0]
-        with as_user(conn, self.user_id):
-            row = conn.execute(query("person_visible"), {"person_id": self.person_id}).fetchone()
-        if row is None or not row[0]:
-            raise GlucokitError(f"person {self.person_id} does not exist or is not one of yours: nothing was stored")
-        now = row[1]
-        assert isinstance(now, datetime)
-        return now
+        try:
+            with as_user(conn, self.user_id):
+                return require_person(conn, self.person_id)
+        except GlucokitError as refused:
+            raise GlucokitError(f"{refused}: nothing was stored") from None
 
 
 class _Run:
@@ -435,7 +433,7 @@ class _Run:
         self.report = IngestReport(source=source, person_id=ingest.person_id)
         self.batch = _Batch()
         self.staged = 0
-        # Identities of the readings taken so far: ~80 bytes each, so a million-reading file holds ~80 MB.
+        # Identities of the readings taken so far: 16-byte hashes, 83 MB for a million (measured with tracemalloc).
         self.seen: set[bytes] = set()
 
     def take(self, entry: _Entry) -> None:

@@ -13,10 +13,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from uuid import UUID
 
 import psycopg
 from psycopg import sql
+
+from glucokit.errors import GlucokitError
+from glucokit.queries import query
 
 Connection = psycopg.Connection[tuple[object, ...]]
 
@@ -45,6 +49,16 @@ def become_worker(person_id: UUID | None) -> list[Statement]:
     if person_id is not None:
         statements.append(sql.SQL("select private.begin_person_scope({})").format(sql.Literal(person_id)))
     return statements
+
+
+def require_person(conn: Connection, person_id: UUID) -> datetime:
+    """Inside a user's transaction: the database's clock, once the user is known to own ``person_id``."""
+    row = conn.execute(query("person_visible"), {"person_id": person_id}).fetchone()
+    if row is None or not row[0]:
+        raise GlucokitError(f"person {person_id} does not exist or is not one of yours")
+    now = row[1]
+    assert isinstance(now, datetime)
+    return now
 
 
 @contextmanager

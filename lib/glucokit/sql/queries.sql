@@ -52,7 +52,7 @@ delete from storage.objects where bucket_id = 'models' and starts_with(name, %(f
 -- The scoped person's CGM readings of the hour a forecast starts from.
 select id, effective_at
 from public.observation
-where person_id = %(person_id)s and code in ('99504-3', '105272-9') and effective_at > %(since)s
+where person_id = %(person_id)s and code = any(%(codes)s) and effective_at > %(since)s
 order by effective_at;
 
 -- name: demo_insert_prediction
