@@ -1,12 +1,16 @@
-# glucokit's Cloud Run workers: the retrain service (the default command) and the retrain job.
+# glucokit's Cloud Run services and jobs, one image:
 #
 #   docker build -t glucokit-workers .
-#   service: the image as is (listens on $PORT)
-#   job:     command `python workers/retrain_job.py`
+#   retrain service: the image as is (listens on $PORT)
+#   retrain job:     command `python workers/retrain_job.py`
+#   forecast job:    command `python workers/forecast_job.py`
+#   API service:     command `python workers/api_service.py` (listens on $PORT)
 #
-# Both need DATABASE_URL (a login role that may `set role glucokit_worker`, see
-# docs/worker-role.md) and GLUCOKIT_MODEL_DIR (where the model files live, e.g. a
-# Cloud Storage FUSE volume mount).
+# The workers need DATABASE_URL (a login role that may `set role glucokit_worker`, see
+# docs/worker-role.md) and where the model files live: GLUCOKIT_MODEL_DIR (e.g. a Cloud
+# Storage FUSE volume mount) or the project's Storage (SUPABASE_URL, SUPABASE_ANON_KEY,
+# SUPABASE_JWT_SECRET). The API needs a login that may `set role authenticated` and
+# SUPABASE_URL and/or SUPABASE_JWT_SECRET to verify tokens (docs/api.md).
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

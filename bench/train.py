@@ -1,16 +1,19 @@
-"""Retraining throughput: persons retrained per hour end to end by the Cloud Run retrain job.
+"""Retraining throughput: persons retrained per hour end to end by the Cloud Run retrain job, per model family.
 
-    .venv/bin/python bench/train.py [--persons 24] [--tasks 1 2]
+    .venv/bin/python bench/train.py [--persons 48] [--tasks 1 2] [--families all persistence ar2 ridge network]
 
 Builds a scratch database on the embedded server, migrated like any other,
 with --persons persons, each given one of the simulated 14-day bundles of
 data/simulated/ (ingested as the owner, so the new-data trigger queues each
-person's first retrain). Then, for each --tasks value, queues a retrain of
-every person and runs workers/retrain_job.py as that many parallel tasks (the
-Cloud Run job's CLOUD_RUN_TASK_INDEX/COUNT), timing the drain end to end:
-read the person's data, train every candidate, store the files, register,
-judge against the active version. Prints a JSON summary; the recorded result
-is bench/results/train.json. Target: 3,600 persons/hour on 2 CPU cores.
+person's first retrain, which a first drain trains). Then, for each --families
+value (``all``: the default settings, every family with the champion picked
+among them; otherwise that family alone, as GLUCOKIT_MODEL_FAMILIES) and each
+--tasks value, queues a retrain of every person and runs workers/retrain_job.py
+as that many parallel tasks (the Cloud Run job's CLOUD_RUN_TASK_INDEX/COUNT),
+timing the drain end to end: start the task processes, read each person's
+data, train, store the files, register, judge against the active version.
+Prints a JSON summary; the recorded result is bench/results/train.json.
+Target: 3,600 persons/hour on 2 CPU cores for the default settings.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from uuid import uuid4
 
 import psycopg
 
+from glucokit.forecast import FAMILIES
 from glucokit.ingest import Ingest
 from glucokit.project import PROJECT_DIR, SIMULATED_DIR
 from scratch import scratch_database
@@ -52,8 +56,8 @@ def _persons(url: str, count: int) -> list[str]:
     return ids
 
 
-def _drain(url: str, tasks: int, model_dir: Path) -> float:
-    """Seconds for ``tasks`` parallel job tasks to drain the queue."""
+def _drain(url: str, tasks: int, model_dir: Path, families: str = "all") -> float:
+    """Seconds for ``tasks`` parallel job tasks, training ``families``, to drain the queue."""
     began = time.perf_counter()
     running = [
         subprocess.Popen(
@@ -64,6 +68,7 @@ def _drain(url: str, tasks: int, model_dir: Path) -> float:
                 "GLUCOKIT_MODEL_DIR": str(model_dir),
                 "CLOUD_RUN_TASK_INDEX": str(index),
                 "CLOUD_RUN_TASK_COUNT": str(tasks),
+                "GLUCOKIT_MODEL_FAMILIES": "" if families == "all" else families,
             },
             stdout=subprocess.DEVNULL,
         )
@@ -77,26 +82,29 @@ def _drain(url: str, tasks: int, model_dir: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--persons", type=int, default=24)
+    parser.add_argument("--persons", type=int, default=48)
     parser.add_argument("--tasks", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--families", nargs="+", default=["all", *FAMILIES], choices=["all", *FAMILIES])
     args = parser.parse_args()
 
     runs = []
     with scratch_database() as url, tempfile.TemporaryDirectory() as scratch:
         persons = _persons(url, args.persons)
         first_s = _drain(url, 1, Path(scratch))  # first models: nothing to judge against yet
-        for tasks in args.tasks:
-            with psycopg.connect(url) as conn:
-                for person in persons:
-                    conn.execute("select private.enqueue_retrain(%s, 'scheduled', 'benchmark')", (person,))
-            seconds = _drain(url, tasks, Path(scratch))
-            runs.append(
-                {
-                    "tasks": tasks,
-                    "seconds": round(seconds, 1),
-                    "persons_per_hour": round(len(persons) / seconds * 3600),
-                }
-            )
+        for families in args.families:
+            for tasks in args.tasks:
+                with psycopg.connect(url) as conn:
+                    for person in persons:
+                        conn.execute("select private.enqueue_retrain(%s, 'scheduled', 'benchmark')", (person,))
+                seconds = _drain(url, tasks, Path(scratch), families)
+                runs.append(
+                    {
+                        "families": families,
+                        "tasks": tasks,
+                        "seconds": round(seconds, 1),
+                        "persons_per_hour": round(len(persons) / seconds * 3600),
+                    }
+                )
         with psycopg.connect(url) as conn:
             rows = conn.execute("select stage::text, count(*) from public.ml_model group by stage").fetchall()
             stages = {str(stage): int(str(count)) for stage, count in rows}

@@ -55,3 +55,19 @@ insert into public.retrain_request (
   person_id, trigger, status, msg_id, attempts, requested_at, started_at, finished_at, training_run_id
 )
 values ({person}, 'initial', 'done', hashtextextended({person}::text, 0), 1, {earlier}, {earlier}, {earlier}, {run});
+
+-- A second forecast point, 60 minutes ahead, which the user has rated. The
+-- first stays unrated: the probe that gives feedback rates it.
+with rated as (
+  insert into public.prediction (
+    person_id, model_id, generated_at, target_at, horizon_minutes, value_mg_dl, lower_mg_dl,
+    upper_mg_dl, coverage, disclaimer_version, model_version, training_run_id, data_from, data_to, code_version
+  )
+  values (
+    {person}, {model}, {second_observation_at}, {second_observation_at} + interval '60 minutes', 60,
+    125, 100, 150, 0.8, 'v1', '1.0.0', {run}, {earlier}, {observation_at}, 'probe'
+  )
+  returning id, person_id
+)
+insert into public.forecast_feedback (prediction_id, person_id, user_id, rating, comment)
+select id, person_id, {user}, 'up', 'Right on target.' from rated;

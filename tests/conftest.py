@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from uuid import uuid4
 
 import psycopg
@@ -109,9 +110,8 @@ def conn(database_url: str) -> Iterator[Connection]:
         yield connection
 
 
-@pytest.fixture
-def make_owner(database_url: str) -> Iterator[Callable[[], Owner]]:
-    """Signed-in users who own one fresh person each (committed; removed with everything of theirs afterwards)."""
+@contextmanager
+def _owners(database_url: str) -> Iterator[Callable[[], Owner]]:
     made: list[Owner] = []
 
     def make() -> Owner:
@@ -129,6 +129,20 @@ def make_owner(database_url: str) -> Iterator[Callable[[], Owner]]:
     with psycopg.connect(database_url) as conn:
         for owner in made:
             conn.execute("delete from auth.users where id = %s", (owner.user,))
+
+
+@pytest.fixture
+def make_owner(database_url: str) -> Iterator[Callable[[], Owner]]:
+    """Signed-in users who own one fresh person each (committed; removed with everything of theirs afterwards)."""
+    with _owners(database_url) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def make_module_owner(database_url: str) -> Iterator[Callable[[], Owner]]:
+    """The same, kept for every test of a module (for data that is costly to make, such as trained models)."""
+    with _owners(database_url) as make:
+        yield make
 
 
 @pytest.fixture

@@ -13,6 +13,8 @@ import psycopg
 
 from glucokit.database import EmbeddedServer
 from glucokit.demo import DEMO_USERS
+from glucokit.disclaimer import DISCLAIMER
+from wording import forbidden_words
 
 GLUCOKIT = [sys.executable, "-m", "glucokit.cli"]
 
@@ -97,13 +99,22 @@ def test_demo_loads_and_shows_what_each_user_sees(new_database: Callable[[], str
     assert table["person"] == [str(alice_persons + bob_persons), str(alice_persons), str(bob_persons)]
     assert table["prediction"] == [str(12 * 3), str(12 * alice_persons), str(12 * bob_persons)]
     assert "anon sees: nothing (permission denied for table person)" in result.stdout
-    assert "Informational only." in result.stdout
+    forecasts = result.stdout.split("Latest forecasts (informational only):\n", 1)[1].splitlines()
+    for user in DEMO_USERS:
+        for person in user.persons:
+            line = next(i for i, text in enumerate(forecasts) if text.startswith(f"{person.display_name}: "))
+            assert ", model 1.0.0, mg/dL with 80% band: +15 min " in forecasts[line]
+            assert forecasts[line + 1] == f"  {DISCLAIMER['en']}"
+    assert forbidden_words(result.stdout) == []
+    charts = result.stdout.splitlines()[-1].removeprefix("charts: ").split(", ")
+    assert len(charts) == 2 * (alice_persons + bob_persons)
+    assert all(Path(chart).read_bytes()[:5] in {b"<?xml", b"\x89PNG\r"} for chart in charts)
 
 
 def test_policies_check_passes_on_the_migrated_database(database_url: str) -> None:
     result = glucokit("policies", "check", "--database-url", database_url)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.splitlines()[-1] == "252 cells and 99 statements without WHERE measured; 0 problem(s)"
+    assert result.stdout.splitlines()[-1] == "280 cells and 109 statements without WHERE measured; 0 problem(s)"
 
 
 def test_policies_check_fails_on_a_loosened_policy(new_database: Callable[[], str]) -> None:

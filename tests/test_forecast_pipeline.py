@@ -121,6 +121,25 @@ def test_champion_is_the_best_on_validation_and_beats_the_baselines(outcome: Tra
     assert champion.at(30)["clarke"]["A"] > 0.9
 
 
+def test_families_choose_the_candidates_and_the_references_are_always_scored(person: Person) -> None:
+    ridge_only = train_person(
+        person.glucose, person.carbs, person.insulin, settings=TrainingSettings(families=("ridge",))
+    )
+    assert ridge_only.champion in {"ridge", "ridge_events"}
+    assert set(ridge_only.hyperparameters) == {"ridge", "ridge_events"}
+    assert set(ridge_only.test) == set(ridge_only.validation) == {"persistence", "ar2", "ridge", "ridge_events"}
+    assert "validation RMSE, mean over horizons: ridge " in "\n".join(ridge_only.log)
+    baseline = train_person(person.glucose, settings=TrainingSettings(families=("ar2", "persistence")))
+    assert baseline.family in {"ar2", "persistence"}
+    assert set(baseline.test) == {"persistence", "ar2"}
+
+
+@pytest.mark.parametrize("families", [(), ("ridge", "lstm")])
+def test_unknown_or_no_families_are_refused(families: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError, match="model families must be some of persistence, ar2, ridge, network"):
+        TrainingSettings(families=families)
+
+
 def test_bands_cover_about_nominally_on_a_stationary_person(outcome: TrainingOutcome) -> None:
     coverage = outcome.test[outcome.champion].coverage
     assert coverage is not None

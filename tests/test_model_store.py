@@ -1,4 +1,4 @@
-"""Model artifacts in the local store: safetensors round trip, and the bucket's policies deciding every access."""
+"""Model artifacts in the local store: safetensors round trip, the bucket's policies deciding every access, sweeping."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import psycopg
 import pytest
 import torch
 
+from fhir_samples import bundle, cgm
+from glucokit import registry
 from glucokit.errors import GlucokitError
 from glucokit.model_store import (
+    BUCKET,
     LOG_FILE,
     METADATA_FILE,
     WEIGHTS_FILE,
@@ -21,9 +24,13 @@ from glucokit.model_store import (
     person_folder,
     save_model,
     sha256,
+    unregistered_folders,
 )
+from glucokit.queries import query
+from glucokit.retrain import retrain
 from glucokit.sessions import Connection, as_user, as_worker
-from owners import Owner
+from owners import Owner, ingest
+from test_registry import register
 
 ARTIFACTS = ModelArtifacts(
     weights={"layer.weight": torch.arange(12, dtype=torch.float32).reshape(3, 4), "layer.bias": torch.zeros(3)},
@@ -91,7 +98,7 @@ def test_weights_that_are_not_the_registered_ones_are_refused(conn: Connection, 
 def test_files_of_a_transaction_that_never_committed_are_swept(conn: Connection, owner: Owner, tmp_path: Path) -> None:
     store = LocalModelStore(tmp_path)
     with as_worker(conn, owner.person):
-        save_model(store, conn, folder_of(owner, "1.0.0"), ARTIFACTS)
+        kept = register(conn, owner, store)
     crashed = folder_of(owner, "1.1.0")
 
     def crash_after_upload() -> None:
@@ -105,7 +112,68 @@ def test_files_of_a_transaction_that_never_committed_are_swept(conn: Connection,
     with as_worker(conn, owner.person):
         swept = store.sweep(conn, person_folder(owner.user, owner.person))
     assert swept == sorted(crashed + name for name in (LOG_FILE, METADATA_FILE, WEIGHTS_FILE))
+    assert not (tmp_path / "models" / crashed / WEIGHTS_FILE).exists()
+    assert kept.storage_path == folder_of(owner, "1.0.0")
     assert (tmp_path / "models" / folder_of(owner, "1.0.0") / WEIGHTS_FILE).exists()
+
+
+def test_files_stored_but_never_registered_are_swept_and_registered_versions_kept(
+    conn: Connection, owner: Owner, make_owner: Callable[[], Owner], tmp_path: Path
+) -> None:
+    """What a Supabase upload leaves when the worker dies before registering: committed objects, no model version."""
+    store = LocalModelStore(tmp_path)
+    other = make_owner()
+    with as_worker(conn, owner.person):
+        kept = register(conn, owner, store)
+    stranded = folder_of(owner, "1.1.0")
+    for person, folder in ((owner, stranded), (other, folder_of(other, "1.0.0"))):
+        with as_worker(conn, person.person):
+            save_model(store, conn, folder, ARTIFACTS)
+    with as_worker(conn, owner.person):
+        assert unregistered_folders(conn, person_folder(owner.user, owner.person)) == [stranded]
+        swept = store.sweep(conn, person_folder(owner.user, owner.person))
+        assert swept == sorted(stranded + name for name in (LOG_FILE, METADATA_FILE, WEIGHTS_FILE))
+        assert unregistered_folders(conn, person_folder(owner.user, owner.person)) == []
+        assert kept.storage_path is not None
+        assert kept.artifact_sha256 is not None
+        load_model(store, conn, kept.storage_path, kept.artifact_sha256)
+    assert list((tmp_path / "models" / stranded).iterdir()) == []
+    with as_worker(conn, other.person):  # another person's unregistered files are not this sweep's business
+        assert unregistered_folders(conn, person_folder(other.user, other.person)) == [folder_of(other, "1.0.0")]
+    assert (tmp_path / "models" / folder_of(other, "1.0.0") / WEIGHTS_FILE).exists()
+
+
+def test_a_retrain_sweeps_what_a_crashed_retrain_left_and_keeps_registered_versions(
+    conn: Connection, owner: Owner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingest(conn, owner, bundle(*(cgm(n, 100 + (n % 7)) for n in range(80))))
+    store = LocalModelStore(tmp_path)
+    assert retrain(conn, store, owner.person, "initial").version == "1.0.0"
+
+    def killed(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("killed after upload, before registration")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(registry, "register", killed)
+        with pytest.raises(RuntimeError, match="killed"):
+            retrain(conn, store, owner.person, "scheduled")
+    crashed = folder_of(owner, "1.1.0")
+    assert (tmp_path / "models" / crashed / WEIGHTS_FILE).exists()  # its rows rolled back with the retrain
+    stranded = folder_of(owner, "2.0.0")  # what Supabase Storage keeps of such a crash: committed objects
+    with as_worker(conn, owner.person):
+        save_model(store, conn, stranded, ARTIFACTS)
+
+    assert retrain(conn, store, owner.person, "scheduled").version == "1.1.0"
+    assert not (tmp_path / "models" / stranded / WEIGHTS_FILE).exists()
+    with as_worker(conn, owner.person):
+        assert conn.execute(query("storage_folder_objects"), {"bucket": BUCKET, "folder": stranded}).fetchall() == []
+        assert unregistered_folders(conn, person_folder(owner.user, owner.person)) == []
+        models = registry.versions(conn, owner.person)
+        assert [model.version for model in models] == ["1.0.0", "1.1.0"]
+        for model in models:
+            assert model.storage_path is not None
+            assert model.artifact_sha256 is not None
+            load_model(store, conn, model.storage_path, model.artifact_sha256)
 
 
 def test_removing_a_version_deletes_its_rows_and_files(conn: Connection, owner: Owner, tmp_path: Path) -> None:

@@ -119,14 +119,15 @@ def test_prisma_client_reads_under_row_level_security(database_url: str, world: 
     assert read.returncode == 0, read.stderr
     assert json.loads(read.stdout) == {
         "persons": [str(world.a.person)],
-        "predictions": 1,
+        "predictions": 2,
         "latest": [
             {
                 "personId": str(world.a.person),
                 "horizonMinutes": 30,
                 "disclaimerVersion": "v1",
                 "sources": [str(world.a.observation)],
-            }
+            },
+            {"personId": str(world.a.person), "horizonMinutes": 60, "disclaimerVersion": "v1", "sources": []},
         ],
         "editForecasts": "refused",
     }

@@ -15,6 +15,7 @@ from glucokit.model_store import LocalModelStore, ModelArtifacts, model_folder, 
 from glucokit.registry import Candidate, ModelVersion
 from glucokit.sessions import Connection, as_user, as_worker
 from owners import Owner
+from test_cli import glucokit
 
 CANDIDATE = Candidate(
     algorithm="ridge",
@@ -85,6 +86,31 @@ def test_rollback_restores_the_previous_version(conn: Connection, owner: Owner, 
     assert stages(conn, owner) == {"1.0.0": "active", "1.1.0": "archived"}
     with as_worker(conn, owner.person), pytest.raises(GlucokitError, match="no earlier version to roll back to"):
         registry.rollback(conn, owner.person, reason="again")
+
+
+def test_the_models_command_lists_versions_and_rolls_back(
+    database_url: str, conn: Connection, owner: Owner, tmp_path: Path
+) -> None:
+    store = LocalModelStore(tmp_path)
+    person = ["--person", str(owner.person), "--database-url", database_url]
+    assert glucokit("models", "list", *person).returncode == 3
+    for _ in range(2):
+        with as_worker(conn, owner.person):
+            registry.activate(conn, owner.person, register(conn, owner, store), reason="better")
+    listed = glucokit("models", "list", *person)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[0].split()[:3] == ["1.0.0", "archived", "ridge"]
+    assert "RMSE30 15.90" in listed.stdout.splitlines()[0]
+    assert listed.stdout.splitlines()[2].split()[:2] == ["1.1.0", "active"]
+    rolled = glucokit("models", "rollback", *person, "--reason", "live error doubled")
+    assert rolled.returncode == 0, rolled.stderr
+    assert rolled.stdout == f"person {owner.person}: version 1.0.0 (ridge) is active again\n"
+    assert stages(conn, owner) == {"1.0.0": "active", "1.1.0": "archived"}
+    again = glucokit("models", "rollback", *person, "--reason", "again")
+    assert (again.returncode, again.stderr) == (
+        1,
+        f"glucokit: error: person {owner.person} has no earlier version to roll back to from 1.0.0\n",
+    )
 
 
 def test_a_worker_killed_mid_registration_leaves_no_model(conn: Connection, owner: Owner, tmp_path: Path) -> None:

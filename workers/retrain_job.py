@@ -4,10 +4,15 @@
 
 Environment:
     DATABASE_URL            the database; the login role must be allowed to `set role glucokit_worker`
-    GLUCOKIT_MODEL_DIR      the local model store's directory for the `models` bucket (default .glucokit/storage)
+    SUPABASE_URL            the project's URL: model files go to its Storage (all three or none)
+    SUPABASE_ANON_KEY       the project's anon (publishable) key, sent as `apikey`
+    SUPABASE_JWT_SECRET     the project's JWT secret, signs the short-lived worker tokens (keep it in a secret manager)
+    GLUCOKIT_MODEL_DIR      without the three above: the local model store's directory (default .glucokit/storage)
     CLOUD_RUN_TASK_INDEX    this task's shard (Cloud Run sets it; default 0)
     CLOUD_RUN_TASK_COUNT    the number of tasks (Cloud Run sets it; default 1)
     GLUCOKIT_JOB_SECONDS    stop claiming new work after this many seconds (default: until the queue is drained)
+    GLUCOKIT_MODEL_FAMILIES train only these model families, comma-separated, from persistence,ar2,ridge,network
+                            (default: all four; the champion is picked among them)
 
 Exit status: 0 when the shard was drained or the task stopped in time; 1 when
 a retrain failed (Cloud Run then retries the task; the queue retries the person).
@@ -22,9 +27,8 @@ import sys
 import threading
 import time
 
-from glucokit import database, retrain_job
-from glucokit.model_store import LocalModelStore
-from glucokit.project import MODEL_STORE_DIR
+from glucokit import database, model_store, retrain_job
+from glucokit.errors import GlucokitError
 from glucokit.retrain import RetrainResult
 
 
@@ -36,7 +40,12 @@ def main() -> int:
     )
     seconds = os.environ.get("GLUCOKIT_JOB_SECONDS")
     deadline = time.monotonic() + float(seconds) if seconds else None
-    store = LocalModelStore(MODEL_STORE_DIR)
+    try:
+        settings = retrain_job.training_settings(os.environ.get("GLUCOKIT_MODEL_FAMILIES"))
+        store = model_store.from_environment()
+    except GlucokitError as refused:
+        print(f"retrain_job: {refused}", file=sys.stderr)
+        return 2
 
     def report(result: RetrainResult) -> None:
         state = "active" if result.activated else "kept"
@@ -47,7 +56,9 @@ def main() -> int:
         print("retrain_job: DATABASE_URL is required", file=sys.stderr)
         return 2
     with database.connect(url) as conn:
-        done = retrain_job.run(conn, store, shard=shard, deadline=deadline, stop=stop, on_result=report)
+        done = retrain_job.run(
+            conn, store, shard=shard, deadline=deadline, stop=stop, on_result=report, settings=settings
+        )
     for person, error in done.failed.items():
         print(f"{person}: retrain failed, will be retried: {error}", file=sys.stderr)
     print(

@@ -9,16 +9,31 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from uuid import UUID
 
-from glucokit import advisors, database, demo, export, ingest, migrate, pgtap, policies, prisma_check, simulate
+from glucokit import (
+    advisors,
+    database,
+    demo,
+    export,
+    ingest,
+    migrate,
+    pgtap,
+    policies,
+    prisma_check,
+    reads,
+    registry,
+    simulate,
+)
+from glucokit.chart import ChartFormat, render
+from glucokit.disclaimer import LANGUAGES
 from glucokit.errors import GlucokitError
 from glucokit.fhir import FHIR_VERSIONS
 from glucokit.model_store import LocalModelStore
-from glucokit.project import MODEL_STORE_DIR, PRISMA_SCHEMA
+from glucokit.project import DEMO_CHARTS_DIR, MODEL_STORE_DIR, PRISMA_SCHEMA
 from glucokit.queries import query
-from glucokit.sessions import Connection
+from glucokit.sessions import Connection, as_user, as_worker
 
 
 def _db_start(args: argparse.Namespace) -> int:
@@ -85,6 +100,9 @@ def _demo(args: argparse.Namespace) -> int:
         demo.load(conn, LocalModelStore(MODEL_STORE_DIR))
         print()
         print(demo.summary(conn))
+        charts = demo.write_charts(conn, DEMO_CHARTS_DIR)
+    print()
+    print(f"charts: {', '.join(str(path) for path in charts)}")
     return 0
 
 
@@ -203,11 +221,31 @@ def _export(args: argparse.Namespace) -> int:
     with database.connect(target.url) as conn:
         user = _person_owner(conn, args.person, args.user)
         if args.out is None:
-            count = export.export(conn, sys.stdout.buffer, user_id=user, person_id=args.person, form=args.format)
+            count = export.export(
+                conn, sys.stdout.buffer, user_id=user, person_id=args.person, form=args.format, forecasts=args.forecasts
+            )
         else:
             with args.out.open("wb") as out:
-                count = export.export(conn, out, user_id=user, person_id=args.person, form=args.format)
-    print(f"exported {count} observation(s) of person {args.person}", file=sys.stderr)
+                count = export.export(
+                    conn, out, user_id=user, person_id=args.person, form=args.format, forecasts=args.forecasts
+                )
+    print(
+        f"exported {count} {'entries' if args.forecasts else 'observation(s)'} of person {args.person}", file=sys.stderr
+    )
+    return 0
+
+
+def _chart(args: argparse.Namespace) -> int:
+    target = database.target(args.database_url)
+    with database.connect(target.url) as conn:
+        user = _person_owner(conn, args.person, args.user)
+        with as_user(conn, user):
+            data = reads.chart_data(conn, args.person, args.lang)
+    if data is None:
+        raise GlucokitError(f"person {args.person} has no readings or forecast to chart (or is not yours)")
+    out = args.out or Path(f"chart-{args.person}.{args.format}")
+    out.write_bytes(render(data, args.format))
+    print(f"wrote {out}")
     return 0
 
 
@@ -235,6 +273,35 @@ def _evaluate(args: argparse.Namespace) -> int:
     summary = evaluation.evaluate_people(people, tz=args.tz)
     print(json.dumps(summary, indent=2))
     return 0 if summary["persons"] else 3
+
+
+def _models_list(args: argparse.Namespace) -> int:
+    target = database.target(args.database_url)
+    with database.connect(target.url) as conn, as_worker(conn, args.person):
+        found = registry.versions(conn, args.person)
+    if not found:
+        print(f"person {args.person} has no model versions")
+        return 3
+    for model in found:
+        fallback = ", fallback" if model.is_fallback else ""
+        rmse = " ".join(
+            f"RMSE{minutes} {model.metrics[key]:.2f}"
+            for minutes in (30, 60)
+            if isinstance(model.metrics.get(key := f"rmse_{minutes}"), float)
+        )
+        trained = f"trained {model.trained_at:%Y-%m-%d %H:%M}"
+        print(f"{model.version:>8}  {model.stage:<8}  {model.algorithm}{fallback}  {trained}  {rmse}".rstrip())
+        if model.stage_reason:
+            print(f"{'':>8}  {model.stage_reason}")
+    return 0
+
+
+def _models_rollback(args: argparse.Namespace) -> int:
+    target = database.target(args.database_url)
+    with database.connect(target.url) as conn, as_worker(conn, args.person):
+        restored = registry.rollback(conn, args.person, reason=args.reason)
+    print(f"person {args.person}: version {restored.version} ({restored.algorithm}) is active again")
+    return 0
 
 
 def _print_migration(report: migrate.MigrationReport) -> None:
@@ -285,7 +352,22 @@ def _add_data_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     export_command.add_argument("--format", choices=export.EXPORT_FORMATS, default="bundle", help="default: bundle")
     export_command.add_argument("--out", type=Path, metavar="FILE", help="write here instead of to standard output")
+    export_command.add_argument(
+        "--forecasts",
+        action="store_true",
+        help="add the forecasts (Observations derived from the readings) and a Provenance per model (bundle only)",
+    )
     export_command.set_defaults(handler=_export)
+
+    chart_command = commands.add_parser(
+        "chart",
+        help="draw a person's recent readings and latest forecast with its band and the disclaimer (SVG or PNG)",
+        parents=[acting],
+    )
+    chart_command.add_argument("--format", choices=get_args(ChartFormat), default="svg", help="default: svg")
+    chart_command.add_argument("--lang", choices=LANGUAGES, default="en", help="default: en")
+    chart_command.add_argument("--out", type=Path, metavar="FILE", help="default: chart-<person>.<format>")
+    chart_command.set_defaults(handler=_chart)
 
     simulate_command = commands.add_parser(
         "simulate",
@@ -373,6 +455,22 @@ def build_parser() -> argparse.ArgumentParser:
     pgtap_command.set_defaults(handler=_policies_pgtap)
 
     _add_data_commands(commands, common)
+
+    models = commands.add_parser("models", help="a person's registered forecasting models (as a worker in scope)")
+    models_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    person = argparse.ArgumentParser(add_help=False, parents=[common])
+    person.add_argument("--person", type=UUID, required=True, metavar="ID")
+    list_command = models_commands.add_parser(
+        "list", help="every version with its stage and test RMSE (exit 3: none)", parents=[person]
+    )
+    list_command.set_defaults(handler=_models_list)
+    rollback_command = models_commands.add_parser(
+        "rollback",
+        help="archive the active version and reactivate the newest earlier archived one",
+        parents=[person],
+    )
+    rollback_command.add_argument("--reason", required=True, help="kept with both versions' stage")
+    rollback_command.set_defaults(handler=_models_rollback)
 
     demo_command = commands.add_parser(
         "demo", help="migrate, load the demo data set and show what each demo user sees", parents=[common]

@@ -5,9 +5,9 @@ Each person gets one of the simulated bundles in data/simulated/ (14 days of
 CGM readings, meals and insulin from simglucose), ingested as its owner through
 the same path as `glucokit ingest`. Ingest's new-data trigger queues each
 person's first retrain; the retrain job drains the queue as the workers do
-(train, store the artifacts, register, activate), and a worker scoped to each
-person writes one forecast curve (5-60 min) from the active model, with its
-80 % band and source anchors (the input hour).
+(train, store the artifacts, register, activate) and writes each person's
+forecast curve (5-60 min) from the active model, with its 80 % band and
+source anchors (the input hour, and the meals and insulin a model reads).
 
 Loading is idempotent: fixed ids, and re-running the demo replaces the
 demo persons' data.
@@ -17,26 +17,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Final
+from pathlib import Path
+from typing import get_args
 from uuid import UUID, uuid5
 
 import psycopg
 
-from glucokit import __version__, registry, retrain_job, sessions
-from glucokit.disclaimer import DISCLAIMER, DISCLAIMER_VERSION
+from glucokit import reads, registry, retrain_job, sessions
+from glucokit.chart import ChartFormat, render
+from glucokit.disclaimer import disclaimer_text
 from glucokit.errors import GlucokitError
-from glucokit.forecast import forecast
 from glucokit.ingest import Ingest
 from glucokit.model_store import LocalModelStore, person_folder
 from glucokit.project import SIMULATED_DIR
 from glucokit.queries import query
-from glucokit.retrain import RetrainResult, load_state, person_readings
+from glucokit.retrain import RetrainResult
 from glucokit.sessions import Connection
-from glucokit.units import CGM_CODES
 
 _NAMESPACE = UUID("6f1c4f8e-2b7a-4f7e-9a51-2f0c6f9d1e11")
-INPUT_HOUR: Final = timedelta(hours=1)  # the readings a forecast starts from: its source anchors
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,7 @@ DEMO_USERS: tuple[DemoUser, ...] = (
 
 
 def load(conn: Connection, store: LocalModelStore, progress: Callable[[str], None] = print) -> None:
-    """Load (or reload) the demo data set, train every demo person's model and write one forecast each."""
+    """Load (or reload) the demo data set, train every demo person's model and write their forecasts."""
     with conn.transaction():
         for user in DEMO_USERS:
             conn.execute(query("demo_upsert_user"), {"id": user.id, "email": user.email})
@@ -107,55 +105,8 @@ def load(conn: Connection, store: LocalModelStore, progress: Callable[[str], Non
     job = retrain_job.run(conn, store, on_result=show)
     if job.failed:
         raise GlucokitError(f"demo training failed: {next(iter(job.failed.values()))}")
-    for user in DEMO_USERS:
-        for person in user.persons:
-            _write_forecast(conn, store, person.id)
-
-
-def _write_forecast(conn: Connection, store: LocalModelStore, person_id: UUID) -> None:
-    """As the worker in this person's scope: one forecast curve from the active model, anchored on its input hour."""
-    with sessions.as_worker(conn, person_id):
-        model = registry.active(conn, person_id)
-        if model is None:
-            raise GlucokitError(f"demo person {person_id} has no active model")
-        state = load_state(conn, store, model)
-        glucose, carbs, insulin = person_readings(conn, person_id)
-        points = forecast(state, glucose, glucose[-1][0], carbs, insulin)
-        anchors = conn.execute(
-            query("demo_input_hour"),
-            {"person_id": person_id, "codes": sorted(CGM_CODES), "since": points[0].generated_at - INPUT_HOUR},
-        ).fetchall()
-        for point in points:
-            prediction = conn.execute(
-                query("demo_insert_prediction"),
-                {
-                    "person_id": person_id,
-                    "model_id": model.id,
-                    "generated_at": point.generated_at,
-                    "horizon": point.minutes,
-                    "value": point.value,
-                    "lower": point.low,
-                    "upper": point.high,
-                    "coverage": state.coverage,
-                    "disclaimer_version": DISCLAIMER_VERSION,
-                    "version": model.version,
-                    "training_run_id": model.training_run_id,
-                    "data_from": model.data_from,
-                    "data_to": model.data_to,
-                    "code_version": __version__,
-                },
-            ).fetchone()
-            assert prediction is not None
-            for observation_id, effective_at in anchors:
-                conn.execute(
-                    query("demo_insert_prediction_source"),
-                    {
-                        "prediction_id": prediction[0],
-                        "person_id": person_id,
-                        "observation_id": observation_id,
-                        "effective_at": effective_at,
-                    },
-                )
+    if job.forecast_failed:
+        raise GlucokitError(f"demo forecast failed: {next(iter(job.forecast_failed.values()))}")
 
 
 def models_table(conn: Connection) -> str:
@@ -184,6 +135,46 @@ def models_table(conn: Connection) -> str:
     return "\n".join(lines)
 
 
+def latest_forecasts(conn: Connection) -> str:
+    """Each demo person's latest forecast as their owner reads it, with the disclaimer it was written with."""
+    lines = []
+    for user in DEMO_USERS:
+        for person in user.persons:
+            with sessions.as_user(conn, user.id):
+                curve = reads.latest_curve(conn, person.id)
+            if not curve:
+                lines.append(f"{person.display_name}: no forecast")
+                continue
+            points = ", ".join(
+                f"+{p.horizon_minutes} min {p.value_mg_dl:.0f} ({p.lower_mg_dl:.0f}-{p.upper_mg_dl:.0f})"
+                for p in curve
+                if p.horizon_minutes % 15 == 0
+            )
+            lines.append(
+                f"{person.display_name}: from the reading of {curve[0].generated_at:%Y-%m-%d %H:%M} UTC,"
+                f" model {curve[0].model_version}, mg/dL with {curve[0].coverage:.0%} band: {points}"
+            )
+            lines.append(f"  {disclaimer_text(curve[0].disclaimer_version, 'en')}")
+    return "\n".join(lines)
+
+
+def write_charts(conn: Connection, folder: Path) -> list[Path]:
+    """Each demo person's chart (SVG and PNG), drawn from what their owner reads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for user in DEMO_USERS:
+        for person in user.persons:
+            with sessions.as_user(conn, user.id):
+                data = reads.chart_data(conn, person.id, "en")
+            if data is None:
+                continue
+            for chart_format in get_args(ChartFormat):
+                path = folder / f"{person.display_name.lower()}.{chart_format}"
+                path.write_bytes(render(data, chart_format))
+                written.append(path)
+    return written
+
+
 def table_counts(conn: Connection) -> list[tuple[str, int]]:
     """Rows per table, seen by the connection's own role (an administrator sees all)."""
     return [(str(table), int(str(rows))) for table, rows in conn.execute(query("table_row_counts"))]
@@ -210,7 +201,8 @@ def summary(conn: Connection) -> str:
     lines.append("")
     lines.append(f"anon sees: {anon_access(conn)}")
     lines.append("")
-    lines.append(f"Every forecast carries disclaimer {DISCLAIMER_VERSION}: {DISCLAIMER['en']}")
+    lines.append("Latest forecasts (informational only):")
+    lines.append(latest_forecasts(conn))
     return "\n".join(lines)
 
 

@@ -7,12 +7,21 @@ bucket's policies decide who may read or write it: workers write only into the
 folder of the person their transaction is scoped to, users read only under
 their own first folder.
 
-``LocalModelStore`` keeps the bytes under a data directory and the rows in the
+Two stores keep the bytes (``from_environment`` picks one):
+
+``LocalModelStore`` keeps them under a data directory and the rows in the
 database's ``storage.objects`` (the same policies hold locally as on Supabase).
 It works inside the caller's transaction: the row is written first, under the
 policies, and the bytes only once the database has accepted it, so a refused
 write leaves no file. Bytes whose row never committed are invisible (every read
 starts from the row) and ``sweep`` removes them.
+
+``SupabaseModelStore`` goes through the Supabase Storage API with a token it
+signs for the person the caller's transaction is scoped to (role
+``glucokit_worker``, never ``service_role``); Storage applies the same policies
+to that token (migration 20261122120800). Storage commits each upload in a
+transaction of its own, so files of a version whose registration never
+committed stay behind until ``sweep`` removes them (docs/worker-role.md).
 """
 
 from __future__ import annotations
@@ -20,18 +29,27 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final, Protocol
 from uuid import UUID
 
+import httpx
+import jwt
 import orjson
 import torch
 from psycopg.types.json import Jsonb
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
+from storage3 import SyncStorageClient
+from storage3.exceptions import StorageApiError
 
 from glucokit.errors import GlucokitError
+from glucokit.project import MODEL_STORE_DIR
 from glucokit.queries import query
 from glucokit.sessions import Connection
 
@@ -45,6 +63,18 @@ CONTENT_TYPES: Final = {
     METADATA_FILE: "application/json",
     LOG_FILE: "text/plain",
 }
+# The Supabase store's settings: all three, or none for the local store.
+SUPABASE_ENVIRONMENT: Final = ("SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_JWT_SECRET")
+# The worker token: its role, the claim naming the person (private.worker_storage_prefix()
+# in migration 20261122120800 reads the same name) and how long it is valid.
+WORKER_ROLE: Final = "glucokit_worker"
+PERSON_CLAIM: Final = "glucokit_person_id"
+TOKEN_LIFETIME: Final = timedelta(minutes=5)
+# Storage deletes at most this many objects per request (supabase/storage,
+# src/storage/limits.ts: MAX_OBJECTS_PER_REQUEST).
+STORAGE_DELETE_LIMIT: Final = 1000
+# Room for a model file of the bucket's 50 MB limit on a slow link.
+STORAGE_TIMEOUT: Final = httpx.Timeout(120.0, connect=10.0)
 
 
 def person_folder(owner_id: UUID, person_id: UUID) -> str:
@@ -92,7 +122,30 @@ class ModelStore(Protocol):
 
     def get(self, conn: Connection, name: str) -> bytes: ...
 
-    def remove(self, conn: Connection, folder: str) -> list[str]: ...
+    def remove(self, conn: Connection, folder: str) -> list[str]:
+        """Removes the objects under ``folder``; returns their names, sorted."""
+        ...
+
+    def sweep(self, conn: Connection, folder: str) -> list[str]:
+        """Removes what under a person's ``folder`` belongs to no registered model version; returns the names."""
+        ...
+
+
+def unregistered_folders(conn: Connection, folder: str) -> list[str]:
+    """The model folders under ``folder`` that hold objects and that no model version registers.
+
+    Both the objects and the model versions are the rows the current role sees:
+    inside a worker's scope, the scoped person's.
+    """
+    rows = conn.execute(query("storage_unregistered_folders"), {"bucket": BUCKET, "folder": folder})
+    return [str(unregistered) for (unregistered,) in rows]
+
+
+def remove_unregistered(store: ModelStore, conn: Connection, folder: str) -> list[str]:
+    """Removes the objects of the model folders under ``folder`` that no model version registers; returns them."""
+    return sorted(
+        name for unregistered in unregistered_folders(conn, folder) for name in store.remove(conn, unregistered)
+    )
 
 
 class LocalModelStore:
@@ -136,7 +189,12 @@ class LocalModelStore:
         return sorted(names)
 
     def sweep(self, conn: Connection, folder: str) -> list[str]:
-        """Deletes the files under ``folder`` that have no row (writes whose transaction never committed)."""
+        """Removes the model folders no version registers, then the files that have no row.
+
+        Files without a row are writes whose transaction never committed; rows in
+        an unregistered folder are files stored in a transaction of their own.
+        """
+        removed = remove_unregistered(self, conn, folder)
         known = {
             str(name) for (name,) in conn.execute(query("storage_folder_objects"), {"bucket": BUCKET, "folder": folder})
         }
@@ -147,7 +205,94 @@ class LocalModelStore:
             if path.is_file() and name not in known:
                 path.unlink()
                 swept.append(name)
-        return swept
+        return sorted(removed + swept)
+
+
+@contextmanager
+def _storage_refusals(action: str) -> Iterator[None]:
+    """Storage's refusals as one-line errors."""
+    try:
+        yield
+    except StorageApiError as refusal:
+        raise GlucokitError(f"Supabase Storage refused to {action}: {refusal.message} ({refusal.status})") from refusal
+
+
+class SupabaseModelStore:
+    """The bucket in Supabase Storage, reached as ``glucokit_worker`` for the person the transaction is scoped to.
+
+    Every call signs a token for the person ``conn``'s transaction is scoped to
+    (``private.begin_person_scope``); Storage runs the request as
+    ``glucokit_worker`` and the bucket's policies confine it to that person's
+    folder. The ``apikey`` header carries the project's anon key, which grants
+    nothing by itself. Only worker transactions can use this store.
+    """
+
+    def __init__(self, url: str, anon_key: str, jwt_secret: str) -> None:
+        self.storage_url = f"{url.rstrip('/')}/storage/v1/"
+        self._anon_key = anon_key
+        self._jwt_secret = jwt_secret
+        self._http = httpx.Client(timeout=STORAGE_TIMEOUT)
+
+    def worker_token(self, conn: Connection) -> str:
+        """A token for Storage naming the person ``conn``'s transaction is scoped to, valid for TOKEN_LIFETIME."""
+        row = conn.execute(query("worker_scope")).fetchone()
+        if row is None or row[0] is None:
+            raise GlucokitError("Supabase Storage is used from a worker transaction scoped to one person only")
+        issued = int(time.time())
+        claims = {
+            "role": WORKER_ROLE,
+            PERSON_CLAIM: str(row[0]),
+            "iat": issued,
+            "exp": issued + int(TOKEN_LIFETIME.total_seconds()),
+        }
+        return jwt.encode(claims, self._jwt_secret, algorithm="HS256")
+
+    def _client(self, conn: Connection) -> SyncStorageClient:
+        headers = {"apikey": self._anon_key, "Authorization": f"Bearer {self.worker_token(conn)}"}
+        return SyncStorageClient(self.storage_url, headers, http_client=self._http)
+
+    def put(self, conn: Connection, name: str, data: bytes, content_type: str) -> None:
+        # upsert: a version folder left by a crash is written again by the next retrain.
+        with _storage_refusals(f"store {name}"):
+            self._client(conn).from_(BUCKET).upload(name, data, {"content-type": content_type, "upsert": "true"})
+
+    def get(self, conn: Connection, name: str) -> bytes:
+        with _storage_refusals(f"read {name}"):
+            return self._client(conn).from_(BUCKET).download(name)
+
+    def remove(self, conn: Connection, folder: str) -> list[str]:
+        names = sorted(
+            str(name) for (name,) in conn.execute(query("storage_folder_objects"), {"bucket": BUCKET, "folder": folder})
+        )
+        bucket = self._client(conn).from_(BUCKET)
+        removed: list[str] = []
+        for start in range(0, len(names), STORAGE_DELETE_LIMIT):
+            with _storage_refusals(f"remove objects under {folder}"):
+                removed.extend(str(gone["name"]) for gone in bucket.remove(names[start : start + STORAGE_DELETE_LIMIT]))
+        return sorted(removed)
+
+    def sweep(self, conn: Connection, folder: str) -> list[str]:
+        """Removes, through Storage, the model folders under ``folder`` that no model version registers."""
+        return remove_unregistered(self, conn, folder)
+
+
+def from_environment(environ: Mapping[str, str] = os.environ) -> ModelStore:
+    """``SupabaseModelStore`` when SUPABASE_URL, SUPABASE_ANON_KEY and SUPABASE_JWT_SECRET are set, else the local one.
+
+    The local store keeps its bytes in MODEL_STORE_DIR (GLUCOKIT_MODEL_DIR). Some
+    but not all of the three is a mistake, named in the error.
+    """
+    values = [environ.get(name, "") for name in SUPABASE_ENVIRONMENT]
+    if not any(values):
+        return LocalModelStore(MODEL_STORE_DIR)
+    missing = [name for name, value in zip(SUPABASE_ENVIRONMENT, values, strict=True) if not value]
+    if missing:
+        raise GlucokitError(
+            f"the Supabase model store needs {', '.join(missing)} too (set all of "
+            f"{', '.join(SUPABASE_ENVIRONMENT)}, or none for the local store)"
+        )
+    url, anon_key, jwt_secret = values
+    return SupabaseModelStore(url, anon_key, jwt_secret)
 
 
 def save_model(store: ModelStore, conn: Connection, folder: str, artifacts: ModelArtifacts) -> str:

@@ -18,3 +18,5 @@ NODE_BIN = PROJECT_DIR / "node_modules" / ".bin"
 SIMULATED_DIR = PROJECT_DIR / "data" / "simulated"
 # The local model store: the bytes of the `models` bucket when no Supabase Storage is used.
 MODEL_STORE_DIR = Path(os.environ.get("GLUCOKIT_MODEL_DIR") or STATE_DIR / "storage")
+# Where `make demo` writes each demo person's chart.
+DEMO_CHARTS_DIR = STATE_DIR / "charts"

@@ -3,8 +3,9 @@
 Everything happens in one transaction scoped to the person (``as_worker``):
 the worker sees only that person's observations, models and model folder, and
 a worker killed half-way leaves no half-registered version (the transaction
-rolls back; files written before the kill have no row and ``sweep`` removes
-them).
+rolls back). Files it stored before the kill belong to no registered version
+(with the local store they have no row either; Supabase Storage commits each
+upload on its own): every retrain starts by sweeping them away.
 
 The new version is compared with the active one on the same recent holdout
 (the test split of the data as it is now) and becomes active only when its
@@ -35,7 +36,7 @@ from glucokit.forecast import (
 )
 from glucokit.forecast.evaluation import headline
 from glucokit.forecast.pipeline import DEFAULT_SETTINGS
-from glucokit.model_store import ModelArtifacts, ModelStore, load_model, model_folder, save_model
+from glucokit.model_store import ModelArtifacts, ModelStore, load_model, model_folder, person_folder, save_model
 from glucokit.queries import query
 from glucokit.registry import Candidate, ModelVersion
 from glucokit.sessions import Connection, as_worker
@@ -204,6 +205,8 @@ def retrain(
             raise ValueError(f"person {person_id} is not in this worker's scope")
         owner_id, tz = person
         assert isinstance(owner_id, UUID)
+        # Files of an earlier retrain that died before its version was registered.
+        store.sweep(conn, person_folder(owner_id, person_id))
         run_id = registry.start_run(conn, person_id, trigger, attempt=attempt)
         job = _Job(conn, store, owner_id, person_id, run_id, person_readings(conn, person_id), str(tz), settings)
         try:

@@ -12,6 +12,10 @@ training are handled inside ``retrain`` with a fallback) leaves its claim to
 expire: the message returns after the lease and the next
 attempt takes it over, until the queue's attempt limit marks it failed. The
 task reports the failure, so the job exits non-zero and Cloud Run retries it.
+
+After each retrain the task writes the person's forecast from their active
+model (``forecasts.write_forecasts``). A forecast that fails is reported but
+retries nothing: the retrain is done, and the forecast job catches up.
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ from typing import Final
 from uuid import UUID
 
 from glucokit import retrain_queue
+from glucokit.errors import GlucokitError
+from glucokit.forecast import TrainingSettings
+from glucokit.forecast.pipeline import DEFAULT_SETTINGS
+from glucokit.forecasts import ForecastWrite, write_forecasts
 from glucokit.model_store import ModelStore
 from glucokit.retrain import RetrainResult, retrain
 from glucokit.retrain_queue import Message
@@ -45,9 +53,33 @@ class Shard:
         if not 0 <= self.index < self.count:
             raise ValueError(f"task index {self.index} is not in 0..{self.count - 1}")
 
+    def owns(self, person_id: UUID) -> bool:
+        return person_id.int % self.count == self.index
+
     def takes(self, message: Message) -> bool:
         # A message carrying no request (person None) is any task's to drop.
-        return message.person_id is None or message.person_id.int % self.count == self.index
+        return message.person_id is None or self.owns(message.person_id)
+
+
+def training_settings(families: str | None) -> TrainingSettings:
+    """The settings a job trains with: the default, or only the comma-separated model ``families`` named
+    (the value of GLUCOKIT_MODEL_FAMILIES)."""
+    if not families:
+        return DEFAULT_SETTINGS
+    named = tuple(family.strip() for family in families.split(",") if family.strip())
+    try:
+        return TrainingSettings(families=named)
+    except ValueError as bad:
+        raise GlucokitError(f"GLUCOKIT_MODEL_FAMILIES={families!r}: {bad}") from None
+
+
+def stop_reason(stop: threading.Event | None, deadline: float | None) -> str | None:
+    """Why a task must take no more work: asked to stop (SIGTERM), or past its ``time.monotonic()`` deadline."""
+    if stop is not None and stop.is_set():
+        return "asked to stop"
+    if deadline is not None and time.monotonic() >= deadline:
+        return "out of time"
+    return None
 
 
 @dataclass
@@ -56,6 +88,8 @@ class JobReport:
 
     retrained: list[RetrainResult] = field(default_factory=list)
     failed: dict[UUID, str] = field(default_factory=dict)  # person -> error
+    forecasts: list[ForecastWrite] = field(default_factory=list)  # written after the retrains
+    forecast_failed: dict[UUID, str] = field(default_factory=dict)  # person -> error
     skipped: int = 0  # claims that were busy, dropped or exhausted
     stopped: str = "queue drained"
 
@@ -72,15 +106,13 @@ def run(
     deadline: float | None = None,
     stop: threading.Event | None = None,
     on_result: Callable[[RetrainResult], None] | None = None,
+    settings: TrainingSettings = DEFAULT_SETTINGS,
 ) -> JobReport:
     """Drains this shard of the queue; ``deadline`` is a ``time.monotonic()`` value."""
     report = JobReport()
     while True:
-        if stop is not None and stop.is_set():
-            report.stopped = "asked to stop"
-            return report
-        if deadline is not None and time.monotonic() >= deadline:
-            report.stopped = "out of time"
+        if reason := stop_reason(stop, deadline):
+            report.stopped = reason
             return report
         with as_worker(conn, None):
             messages = [
@@ -89,9 +121,9 @@ def run(
         if not messages:
             return report
         for message in messages:
-            if (stop is not None and stop.is_set()) or (deadline is not None and time.monotonic() >= deadline):
+            if stop_reason(stop, deadline):
                 break
-            _one(conn, store, message, report, on_result)
+            _one(conn, store, message, report, on_result=on_result, settings=settings)
 
 
 def _one(
@@ -99,7 +131,9 @@ def _one(
     store: ModelStore,
     message: Message,
     report: JobReport,
+    *,
     on_result: Callable[[RetrainResult], None] | None,
+    settings: TrainingSettings,
 ) -> None:
     with as_worker(conn, None):
         claim = retrain_queue.claim(conn, message.msg_id)
@@ -107,7 +141,7 @@ def _one(
         report.skipped += 1
         return
     try:
-        result = retrain(conn, store, claim.person_id, claim.trigger, attempt=claim.attempt or 1)
+        result = retrain(conn, store, claim.person_id, claim.trigger, attempt=claim.attempt or 1, settings=settings)
     except Exception as failure:
         with as_worker(conn, None):
             retrain_queue.fail(conn, claim, repr(failure))
@@ -116,5 +150,9 @@ def _one(
     with as_worker(conn, None):
         retrain_queue.complete(conn, claim, training_run_id=result.run_id)
     report.retrained.append(result)
+    try:
+        report.forecasts.append(write_forecasts(conn, store, claim.person_id))
+    except Exception as failure:
+        report.forecast_failed[claim.person_id] = repr(failure)
     if on_result is not None:
         on_result(result)

@@ -1,7 +1,8 @@
 // What one signed-in user sees through Prisma Client, under row-level security:
 // the pattern the README documents for apps. Each transaction first becomes
 // `authenticated` with the user's claims (transaction-local, as PostgREST
-// does), then reads or writes through the generated client.
+// does) through withClaims, the Next.js example's helper (examples/nextjs/lib/rls.ts),
+// then reads or writes through the generated client.
 //
 //   node_modules/.bin/tsx prisma/tools/rls-read.mts --url <postgres URL> --user <auth user id>
 //
@@ -9,20 +10,16 @@
 // whether an attempt to edit forecasts was refused. Needs `prisma generate` first.
 import { parseArgs } from "node:util";
 import { PrismaPg } from "@prisma/adapter-pg";
-import { PrismaClient, type Prisma } from "../generated/client.ts";
+import { PrismaClient } from "../generated/client.ts";
+import { withClaims } from "../../examples/nextjs/lib/rls.ts";
 
 const { values } = parseArgs({ options: { url: { type: "string" }, user: { type: "string" } } });
 if (!values.url || !values.user) throw new Error("--url and --user are required");
 
 const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: values.url }) });
-const claims = JSON.stringify({ sub: values.user, role: "authenticated", aud: "authenticated" });
+const claims = { sub: values.user, role: "authenticated", aud: "authenticated" };
 
-async function asUser(tx: Prisma.TransactionClient): Promise<void> {
-  await tx.$queryRaw`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', ${claims}, true)`;
-}
-
-const seen = await prisma.$transaction(async (tx) => {
-  await asUser(tx);
+const seen = await withClaims(prisma, claims, async (tx) => {
   const persons = await tx.person.findMany({ select: { id: true }, orderBy: { id: "asc" } });
   const latest = await tx.prediction.findMany({
     orderBy: [{ generatedAt: "desc" }, { horizonMinutes: "asc" }],
@@ -43,10 +40,7 @@ const seen = await prisma.$transaction(async (tx) => {
 
 let editForecasts: string;
 try {
-  await prisma.$transaction(async (tx) => {
-    await asUser(tx);
-    await tx.prediction.updateMany({ data: { valueMgDl: 1 } });
-  });
+  await withClaims(prisma, claims, (tx) => tx.prediction.updateMany({ data: { valueMgDl: 1 } }));
   editForecasts = "allowed";
 } catch (error) {
   editForecasts = /permission denied/.test(String(error)) ? "refused" : `failed: ${String(error)}`;

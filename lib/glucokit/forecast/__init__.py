@@ -16,6 +16,7 @@ from glucokit.forecast.candidates import ModelState
 from glucokit.forecast.evaluation import evaluate_people
 from glucokit.forecast.metrics import Metrics, clarke_zones, conformal_quantile
 from glucokit.forecast.pipeline import (
+    FAMILIES,
     ForecastPoint,
     ForecastState,
     TrainingOutcome,
@@ -30,6 +31,7 @@ from glucokit.forecast.series import InsufficientData
 from glucokit.forecast.windows import HORIZON_MINUTES
 
 __all__ = [
+    "FAMILIES",
     "HORIZON_MINUTES",
     "ForecastPoint",
     "ForecastState",

@@ -1,10 +1,11 @@
 """Train a person's forecaster and forecast from its saved state.
 
-``train_person`` fits every candidate on the first 8/14 of the person's data,
-picks the champion on the next 2/14 (lowest validation RMSE averaged over the
-12 horizons, simpler candidates first on a tie), calibrates 80 % bands on the
-champion's validation residuals (split conformal, per horizon) and scores every
-candidate on the last 4/14. Too little data raises ``InsufficientData``; the
+``train_person`` fits the candidates of the chosen model families (all four by
+default) on the first 8/14 of the person's data, picks the champion on the next
+2/14 (lowest validation RMSE averaged over the 12 horizons, simpler candidates
+first on a tie), calibrates 80 % bands on the champion's validation residuals
+(split conformal, per horizon) and scores every candidate, and persistence and
+AR2 as references, on the last 4/14. Too little data raises ``InsufficientData``; the
 caller then falls back to ``fallback_state``: persistence or AR2, whichever
 did better on the data there is, with bands calibrated on it, marked fallback.
 
@@ -51,6 +52,8 @@ COVERAGE: Final = 0.8
 # are 2.5 hours; 100 training windows about 9 hours).
 MIN_WINDOWS: Final = {"train": 100, "validation": 30, "test": 30}
 MIN_FALLBACK_WINDOWS: Final = 30
+# The model families, simplest first: the champion is picked among the ones a setting names.
+FAMILIES: Final = ("persistence", "ar2", "ridge", "network")
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,14 @@ class TrainingSettings:
     coverage: float = COVERAGE
     network: NetworkConfig = field(default_factory=NetworkConfig)  # its features are set per person
     train: TrainConfig = field(default_factory=TrainConfig)
+    families: tuple[str, ...] = FAMILIES  # the families to train; persistence is scored as the reference anyway
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.families) - set(FAMILIES))
+        if unknown or not self.families:
+            raise ValueError(
+                f"model families must be some of {', '.join(FAMILIES)}; got {', '.join(self.families) or 'none'}"
+            )
 
 
 DEFAULT_SETTINGS: Final = TrainingSettings()
@@ -156,18 +167,34 @@ class ForecastPoint:
 
 
 def candidates(series: Series, train: tuple[int, int], settings: TrainingSettings) -> list[Forecaster]:
-    """The candidates for a person, simplest first (a tie in validation goes to the simpler).
+    """The candidates of the settings' families for a person, simplest first (a tie in validation goes to the simpler).
 
     Carbohydrate and insulin are inputs when the training period records any.
     """
     start, stop = train
     events = FeatureSpec(carbs=bool(series.carbs[start:stop].any()), insulin=bool(series.insulin[start:stop].any()))
     network = dataclasses.replace(settings.network, features=events)
-    found: list[Forecaster] = [Persistence(), AR2(), Ridge("ridge", FeatureSpec())]
-    if events.carbs or events.insulin:
-        found.append(Ridge("ridge_events", events))
-    found.append(NetworkForecaster("network", network, settings.train))
-    return found
+    found: dict[str, list[Forecaster]] = {
+        "persistence": [Persistence()],
+        "ar2": [AR2()],
+        "ridge": [
+            Ridge("ridge", FeatureSpec()),
+            *([Ridge("ridge_events", events)] if events.carbs or events.insulin else []),
+        ],
+        "network": [NetworkForecaster("network", network, settings.train)],
+    }
+    return [forecaster for family in settings.families for forecaster in found[family]]
+
+
+def reads_events(state: ForecastState) -> tuple[bool, bool]:
+    """Whether a saved model reads carbohydrate and insulin records (ridge and the network may; baselines never)."""
+    if state.model.family == "ridge":
+        spec = FeatureSpec.from_config(state.model.config["features"])
+    elif state.model.family == "network":
+        spec = FeatureSpec.from_config(state.model.config["network"]["features"])
+    else:
+        return False, False
+    return spec.carbs, spec.insulin
 
 
 def restore(state: ModelState) -> Forecaster:
@@ -208,7 +235,10 @@ def train_person(
         "windows: " + ", ".join(f"{name} {count}" for name, count in counts.items()) + _bounds(series, parts),
     ]
 
-    forecasters = candidates(series, parts.bounds[0], settings)
+    contenders = candidates(series, parts.bounds[0], settings)
+    names = {forecaster.name for forecaster in contenders}
+    # Persistence and AR2 are always scored: the references every champion is reported against.
+    forecasters = [baseline for baseline in (Persistence(), AR2()) if baseline.name not in names] + contenders
     validation: dict[str, Metrics] = {}
     test: dict[str, Metrics] = {}
     quantiles: dict[str, tuple[float, ...]] = {}
@@ -233,8 +263,8 @@ def train_person(
             persistence_rmse=persistence_rmse["test"],
         )
 
-    scores = {name: float(np.mean(metrics.rmse)) for name, metrics in validation.items()}
-    champion = next(f for f in forecasters if scores[f.name] == min(scores.values()))
+    scores = {f.name: float(np.mean(validation[f.name].rmse)) for f in contenders}
+    champion = next(f for f in contenders if scores[f.name] == min(scores.values()))
     log.append("validation RMSE, mean over horizons: " + ", ".join(f"{n} {s:.2f}" for n, s in scores.items()))
     log.append(f"champion: {champion.name} (lowest validation RMSE averaged over 5..60 min)")
     log.append(
@@ -247,7 +277,7 @@ def train_person(
         f" (persistence {test['persistence'].rmse[5]:.2f}, {test['persistence'].rmse[11]:.2f})"
     )
     model = champion.export()
-    hyperparameters = {forecaster.name: forecaster.export().config for forecaster in forecasters}
+    hyperparameters = {forecaster.name: forecaster.export().config for forecaster in contenders}
     return TrainingOutcome(
         champion=champion.name,
         family=model.family,

@@ -27,6 +27,7 @@ union all select 'ml_model', count(*) from public.ml_model
 union all select 'prediction', count(*) from public.prediction
 union all select 'prediction_source', count(*) from public.prediction_source
 union all select 'quarantined_entry', count(*) from public.quarantined_entry
+union all select 'forecast_feedback', count(*) from public.forecast_feedback
 union all select 'storage: models bucket', count(*) from storage.objects where bucket_id = 'models';
 
 -- name: demo_upsert_user
@@ -47,31 +48,6 @@ values (%(id)s, %(owner_id)s, %(display_name)s, 'Europe/Berlin');
 -- name: demo_reset_model_files
 -- Forgets the files of a demo person's earlier models (their rows; the store sweeps the bytes).
 delete from storage.objects where bucket_id = 'models' and starts_with(name, %(folder)s);
-
--- name: demo_input_hour
--- The scoped person's CGM readings of the hour a forecast starts from.
-select id, effective_at
-from public.observation
-where person_id = %(person_id)s and code = any(%(codes)s) and effective_at > %(since)s
-order by effective_at;
-
--- name: demo_insert_prediction
--- One point of the demo forecast curve.
-insert into public.prediction (
-  person_id, model_id, generated_at, target_at, horizon_minutes, value_mg_dl, lower_mg_dl, upper_mg_dl,
-  coverage, disclaimer_version, model_version, training_run_id, data_from, data_to, code_version
-)
-values (
-  %(person_id)s, %(model_id)s, %(generated_at)s, %(generated_at)s + make_interval(mins => %(horizon)s::integer),
-  %(horizon)s, %(value)s, %(lower)s, %(upper)s, %(coverage)s, %(disclaimer_version)s, %(version)s,
-  %(training_run_id)s, %(data_from)s, %(data_to)s, %(code_version)s
-)
-returning id;
-
--- name: demo_insert_prediction_source
--- Anchors a demo prediction to the reading it was made from.
-insert into public.prediction_source (prediction_id, person_id, observation_id, observation_effective_at)
-values (%(prediction_id)s, %(person_id)s, %(observation_id)s, %(effective_at)s);
 
 -- name: tables_without_rls
 -- Tables (partitions included) of the exposed schema without row-level security.
@@ -261,6 +237,19 @@ delete from storage.objects where bucket_id = %(bucket)s and starts_with(name, %
 -- The objects under a folder that the current role sees.
 select name from storage.objects where bucket_id = %(bucket)s and starts_with(name, %(folder)s);
 
+-- name: storage_unregistered_folders
+-- The model folders under a folder that hold objects the current role sees and that no model version it sees registers.
+select distinct substring(o.name from '^(.*/)[^/]*$') as folder
+from storage.objects o
+where o.bucket_id = %(bucket)s
+  and starts_with(o.name, %(folder)s)
+  and not exists (select from public.ml_model m where m.storage_path = substring(o.name from '^(.*/)[^/]*$'))
+order by folder;
+
+-- name: worker_scope
+-- The person the current worker transaction is scoped to (null when unscoped).
+select private.worker_person_id();
+
 -- name: registry_versions
 -- The scoped person's model versions of one type.
 select id, version, algorithm, stage::text as stage, stage_reason, is_fallback, storage_path, artifact_sha256,
@@ -354,3 +343,164 @@ select code, effective_at, value
 from public.observation
 where person_id = %(person_id)s and code = any(%(codes)s) and status <> all(%(withdrawn)s)
 order by effective_at;
+
+-- name: forecast_last_origin
+-- The latest reading a model has forecast from (null: none yet).
+select max(generated_at) from public.prediction where model_id = %(model_id)s;
+
+-- name: latest_reading
+-- The time of the person's latest valid CGM reading at or before a moment (any time when null; null: none).
+select max(effective_at)
+from public.observation
+where person_id = %(person_id)s and code = any(%(codes)s) and status <> all(%(withdrawn)s)
+  and (%(until)s::timestamptz is null or effective_at <= %(until)s);
+
+-- name: forecast_person_records
+-- The scoped person's valid records of the given codes in a time range, with their ids, oldest first.
+select id, code, effective_at, value
+from public.observation
+where person_id = %(person_id)s and code = any(%(codes)s) and status <> all(%(withdrawn)s)
+  and effective_at > %(since)s and effective_at <= %(until)s
+order by effective_at;
+
+-- name: forecast_create_stage
+-- The session's staging tables for forecast points and their anchors (COPY
+-- cannot write into a table under row-level security).
+create temporary table if not exists forecast_point_stage (
+  generated_at timestamptz, horizon_minutes smallint, value_mg_dl real, lower_mg_dl real, upper_mg_dl real
+) on commit delete rows;
+create temporary table if not exists forecast_source_stage (
+  generated_at timestamptz, observation_id uuid, observation_effective_at timestamptz, role text
+) on commit delete rows;
+
+-- name: forecast_copy_points
+-- Binary COPY of forecast points into their staging table.
+copy pg_temp.forecast_point_stage (generated_at, horizon_minutes, value_mg_dl, lower_mg_dl, upper_mg_dl)
+from stdin (format binary);
+
+-- name: forecast_copy_sources
+-- Binary COPY of the points' anchors, by origin, into their staging table.
+copy pg_temp.forecast_source_stage (generated_at, observation_id, observation_effective_at, role)
+from stdin (format binary);
+
+-- name: forecast_insert_points
+-- The staged points that are new (model, origin, horizon) with their provenance, then their anchors; the counts.
+with points as (
+  insert into public.prediction (
+    person_id, model_id, generated_at, target_at, horizon_minutes, value_mg_dl, lower_mg_dl, upper_mg_dl,
+    coverage, disclaimer_version, model_version, training_run_id, data_from, data_to, code_version
+  )
+  select
+    %(person_id)s, %(model_id)s, s.generated_at, s.generated_at + make_interval(mins => s.horizon_minutes),
+    s.horizon_minutes, s.value_mg_dl, s.lower_mg_dl, s.upper_mg_dl, %(coverage)s, %(disclaimer_version)s,
+    %(version)s, %(training_run_id)s, %(data_from)s, %(data_to)s, %(code_version)s
+  from pg_temp.forecast_point_stage s
+  on conflict (model_id, generated_at, horizon_minutes) do nothing
+  returning id, generated_at
+), anchors as (
+  insert into public.prediction_source (prediction_id, person_id, observation_id, observation_effective_at, role)
+  select p.id, %(person_id)s, s.observation_id, s.observation_effective_at, s.role::public.prediction_source_role
+  from points p
+  join pg_temp.forecast_source_stage s on s.generated_at = p.generated_at
+  returning 1
+)
+select (select count(*) from points), (select count(*) from anchors);
+
+-- name: forecast_due_persons
+-- One page of the persons due a forecast, in id order (an unscoped worker).
+select person_id from private.forecast_due_persons(%(after)s, %(limit)s);
+
+-- name: read_latest_curve
+-- The person's latest forecast curve: the newest origin, and of it the newest model's points, by horizon.
+select p.id, p.person_id, p.generated_at, p.target_at, p.horizon_minutes, p.value_mg_dl, p.lower_mg_dl,
+  p.upper_mg_dl, p.coverage, p.disclaimer_version, p.model_id, p.model_version, p.training_run_id, p.data_from,
+  p.data_to, p.code_version
+from public.prediction p
+join (
+  select l.generated_at, l.model_id
+  from public.prediction l
+  where l.person_id = %(person_id)s
+  order by l.generated_at desc, l.created_at desc
+  limit 1
+) as latest on latest.generated_at = p.generated_at and latest.model_id = p.model_id
+where p.person_id = %(person_id)s
+order by p.horizon_minutes;
+
+-- name: read_points_between
+-- Forecast points whose origin is in [start, end), in (origin, horizon, id) order after a keyset cursor.
+select p.id, p.person_id, p.generated_at, p.target_at, p.horizon_minutes, p.value_mg_dl, p.lower_mg_dl,
+  p.upper_mg_dl, p.coverage, p.disclaimer_version, p.model_id, p.model_version, p.training_run_id, p.data_from,
+  p.data_to, p.code_version
+from public.prediction p
+where p.person_id = %(person_id)s
+  and p.generated_at >= %(start)s and p.generated_at < %(end)s
+  and (
+    %(after_at)s::timestamptz is null
+    or (p.generated_at, p.horizon_minutes, p.id) > (%(after_at)s, %(after_horizon)s::smallint, %(after_id)s::uuid)
+  )
+order by p.generated_at, p.horizon_minutes, p.id
+limit %(limit)s;
+
+-- name: read_point
+-- One forecast point.
+select p.id, p.person_id, p.generated_at, p.target_at, p.horizon_minutes, p.value_mg_dl, p.lower_mg_dl,
+  p.upper_mg_dl, p.coverage, p.disclaimer_version, p.model_id, p.model_version, p.training_run_id, p.data_from,
+  p.data_to, p.code_version
+from public.prediction p
+where p.id = %(prediction_id)s;
+
+-- name: read_point_sources
+-- The observations a forecast point was computed from: the input window first, then covariates, by time.
+select s.observation_id, s.observation_effective_at as effective_at, s.role::text as role, o.code
+from public.prediction_source s
+join public.observation o on o.id = s.observation_id and o.effective_at = s.observation_effective_at
+where s.prediction_id = %(prediction_id)s
+order by s.role, s.observation_effective_at, s.observation_id;
+
+-- name: read_runs
+-- The person's latest training runs, newest first.
+select id, trigger::text as trigger, status::text as status, attempt, requested_at, started_at, finished_at, error
+from public.training_run
+where person_id = %(person_id)s
+order by requested_at desc, created_at desc
+limit %(limit)s;
+
+-- name: read_glucose_history
+-- The person's valid CGM readings in (since, until], oldest first.
+select effective_at, value
+from public.observation
+where person_id = %(person_id)s and code = any(%(codes)s) and status <> all(%(withdrawn)s)
+  and effective_at > %(since)s and effective_at <= %(until)s
+order by effective_at;
+
+-- name: api_request_retrain
+-- The signed-in owner asks for a retrain of one of their persons (rate limited: SQLSTATE PT429).
+select public.request_retrain(%(person_id)s, %(reason)s);
+
+-- name: api_upsert_feedback
+-- The signed-in user's thumbs up/down on a forecast point they can see; sending again replaces it.
+insert into public.forecast_feedback (prediction_id, person_id, rating, comment)
+select p.id, p.person_id, %(rating)s::public.feedback_rating, %(comment)s
+from public.prediction p
+where p.id = %(prediction_id)s
+on conflict (prediction_id, user_id) do update
+  set rating = excluded.rating, comment = excluded.comment
+returning id, prediction_id, rating::text as rating, comment, created_at, updated_at;
+
+-- name: export_forecasts
+-- A person's forecast points by model version, with their source observations and the model that made them.
+select p.id as prediction_id, p.generated_at, p.target_at, p.horizon_minutes as minutes, p.value_mg_dl as value,
+  p.lower_mg_dl as low, p.upper_mg_dl as high, p.coverage, p.disclaimer_version, p.created_at as issued_at,
+  coalesce(array_agg(s.observation_id order by s.observation_effective_at, s.observation_id)
+    filter (where s.observation_id is not null), '{}') as sources,
+  m.id as model_id, m.version, m.algorithm, m.trained_at, m.data_from, m.data_to
+from public.prediction p
+join public.ml_model m on m.id = p.model_id
+left join public.prediction_source s on s.prediction_id = p.id
+where p.person_id = %(person_id)s
+group by p.id, m.id
+order by m.trained_at, m.id, p.generated_at, p.horizon_minutes, p.id;
+
+-- name: read_person
+-- A person's display name and time zone.
+select display_name, time_zone from public.person where id = %(person_id)s;

@@ -3,7 +3,7 @@
 begin;
 create extension if not exists pgtap with schema extensions;
 set local search_path = public, extensions;
-select plan(351);
+select plan(389);
 
 -- pg_temp.policy_attempt(probe, returns_count): runs one probe statement as the
 -- current role and undoes whatever it did. Returns 'allowed' (rows reached),
@@ -128,6 +128,22 @@ insert into public.retrain_request (
   person_id, trigger, status, msg_id, attempts, requested_at, started_at, finished_at, training_run_id
 )
 values ('b304d7ca79a45c0082e7649110572573'::uuid, 'initial', 'done', hashtextextended('b304d7ca79a45c0082e7649110572573'::uuid::text, 0), 1, '2026-01-08 08:00:00+00:00'::timestamptz, '2026-01-08 08:00:00+00:00'::timestamptz, '2026-01-08 08:00:00+00:00'::timestamptz, '8d2a472a67dc5b51865de9f2db2d5bed'::uuid);
+
+-- A second forecast point, 60 minutes ahead, which the user has rated. The
+-- first stays unrated: the probe that gives feedback rates it.
+with rated as (
+  insert into public.prediction (
+    person_id, model_id, generated_at, target_at, horizon_minutes, value_mg_dl, lower_mg_dl,
+    upper_mg_dl, coverage, disclaimer_version, model_version, training_run_id, data_from, data_to, code_version
+  )
+  values (
+    'b304d7ca79a45c0082e7649110572573'::uuid, '88450b7f67f2540dac7d1694f70a46eb'::uuid, '2026-01-15 08:05:00+00:00'::timestamptz, '2026-01-15 08:05:00+00:00'::timestamptz + interval '60 minutes', 60,
+    125, 100, 150, 0.8, 'v1', '1.0.0', '8d2a472a67dc5b51865de9f2db2d5bed'::uuid, '2026-01-08 08:00:00+00:00'::timestamptz, '2026-01-15 08:00:00+00:00'::timestamptz, 'probe'
+  )
+  returning id, person_id
+)
+insert into public.forecast_feedback (prediction_id, person_id, user_id, rating, comment)
+select id, person_id, 'acd254e384e35466a63e3bec1b815a6b'::uuid, 'up', 'Right on target.' from rated;
 -- The probe world: one signed-in user who owns one person, with a row of every
 -- kind. It is created twice, for person A (whose rows the probes act on) and
 -- person B (the other user's), inside a transaction that is rolled back.
@@ -185,6 +201,22 @@ insert into public.retrain_request (
   person_id, trigger, status, msg_id, attempts, requested_at, started_at, finished_at, training_run_id
 )
 values ('18dd47afc7a05129bc2fa72761503cdb'::uuid, 'initial', 'done', hashtextextended('18dd47afc7a05129bc2fa72761503cdb'::uuid::text, 0), 1, '2026-01-08 08:00:00+00:00'::timestamptz, '2026-01-08 08:00:00+00:00'::timestamptz, '2026-01-08 08:00:00+00:00'::timestamptz, 'b60101a5edd55d1c9a5e892c17ba6ce7'::uuid);
+
+-- A second forecast point, 60 minutes ahead, which the user has rated. The
+-- first stays unrated: the probe that gives feedback rates it.
+with rated as (
+  insert into public.prediction (
+    person_id, model_id, generated_at, target_at, horizon_minutes, value_mg_dl, lower_mg_dl,
+    upper_mg_dl, coverage, disclaimer_version, model_version, training_run_id, data_from, data_to, code_version
+  )
+  values (
+    '18dd47afc7a05129bc2fa72761503cdb'::uuid, '112ad074d3bb5381b4aa0a566a5980db'::uuid, '2026-01-15 08:05:00+00:00'::timestamptz, '2026-01-15 08:05:00+00:00'::timestamptz + interval '60 minutes', 60,
+    125, 100, 150, 0.8, 'v1', '1.0.0', 'b60101a5edd55d1c9a5e892c17ba6ce7'::uuid, '2026-01-08 08:00:00+00:00'::timestamptz, '2026-01-15 08:00:00+00:00'::timestamptz, 'probe'
+  )
+  returning id, person_id
+)
+insert into public.forecast_feedback (prediction_id, person_id, user_id, rating, comment)
+select id, person_id, 'a0e40afafcb35dbbbe67e626d3ebde83'::uuid, 'up', 'Right on target.' from rated;
 
 -- table public.person: person.owner_id = (select auth.uid())
 select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
@@ -1162,6 +1194,128 @@ select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from 
 reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
 select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.retrain_request: service_role delete is allowed');
 
+-- table public.forecast_feedback: forecast_feedback.user_id = (select auth.uid()) and forecast_feedback.person_id -> person.owner_id (private.owned_person_ids())
+select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', true), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.forecast_feedback: anon select is refused');
+select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('insert into public.forecast_feedback (prediction_id, person_id, user_id, rating, comment) values (''32b8e303a638593db675f8a686242207''::uuid, ''b304d7ca79a45c0082e7649110572573''::uuid, ''acd254e384e35466a63e3bec1b815a6b''::uuid, ''down'', ''Too high.'')', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.forecast_feedback: anon insert is refused');
+select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('update public.forecast_feedback set rating = ''down'' where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.forecast_feedback: anon update is refused');
+select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.forecast_feedback: anon delete is refused');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "acd254e3-84e3-5466-a63e-3bec1b815a6b"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', true), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.forecast_feedback: owner select is allowed');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "acd254e3-84e3-5466-a63e-3bec1b815a6b"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('insert into public.forecast_feedback (prediction_id, person_id, user_id, rating, comment) values (''32b8e303a638593db675f8a686242207''::uuid, ''b304d7ca79a45c0082e7649110572573''::uuid, ''acd254e384e35466a63e3bec1b815a6b''::uuid, ''down'', ''Too high.'')', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.forecast_feedback: owner insert is allowed');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "acd254e3-84e3-5466-a63e-3bec1b815a6b"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('update public.forecast_feedback set rating = ''down'' where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.forecast_feedback: owner update is allowed');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "acd254e3-84e3-5466-a63e-3bec1b815a6b"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.forecast_feedback: owner delete is allowed');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "a0e40afa-fcb3-5dbb-be67-e626d3ebde83"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', true), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'filtered', 'public.forecast_feedback: other_user select is filtered');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "a0e40afa-fcb3-5dbb-be67-e626d3ebde83"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('insert into public.forecast_feedback (prediction_id, person_id, user_id, rating, comment) values (''32b8e303a638593db675f8a686242207''::uuid, ''b304d7ca79a45c0082e7649110572573''::uuid, ''acd254e384e35466a63e3bec1b815a6b''::uuid, ''down'', ''Too high.'')', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.forecast_feedback: other_user insert is refused');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "a0e40afa-fcb3-5dbb-be67-e626d3ebde83"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('update public.forecast_feedback set rating = ''down'' where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'filtered', 'public.forecast_feedback: other_user update is filtered');
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "a0e40afa-fcb3-5dbb-be67-e626d3ebde83"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'filtered', 'public.forecast_feedback: other_user delete is filtered');
+set local role glucokit_worker;
+select private.begin_person_scope('b304d7ca79a45c0082e7649110572573'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', true), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.forecast_feedback: worker_in_scope select is allowed');
+set local role glucokit_worker;
+select private.begin_person_scope('b304d7ca79a45c0082e7649110572573'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('insert into public.forecast_feedback (prediction_id, person_id, user_id, rating, comment) values (''32b8e303a638593db675f8a686242207''::uuid, ''b304d7ca79a45c0082e7649110572573''::uuid, ''acd254e384e35466a63e3bec1b815a6b''::uuid, ''down'', ''Too high.'')', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.forecast_feedback: worker_in_scope insert is refused');
+set local role glucokit_worker;
+select private.begin_person_scope('b304d7ca79a45c0082e7649110572573'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('update public.forecast_feedback set rating = ''down'' where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.forecast_feedback: worker_in_scope update is refused');
+set local role glucokit_worker;
+select private.begin_person_scope('b304d7ca79a45c0082e7649110572573'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.forecast_feedback: worker_in_scope delete is refused');
+set local role glucokit_worker;
+select private.begin_person_scope('18dd47afc7a05129bc2fa72761503cdb'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', true), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'filtered', 'public.forecast_feedback: worker_other_scope select is filtered');
+set local role glucokit_worker;
+select private.begin_person_scope('18dd47afc7a05129bc2fa72761503cdb'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('insert into public.forecast_feedback (prediction_id, person_id, user_id, rating, comment) values (''32b8e303a638593db675f8a686242207''::uuid, ''b304d7ca79a45c0082e7649110572573''::uuid, ''acd254e384e35466a63e3bec1b815a6b''::uuid, ''down'', ''Too high.'')', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.forecast_feedback: worker_other_scope insert is refused');
+set local role glucokit_worker;
+select private.begin_person_scope('18dd47afc7a05129bc2fa72761503cdb'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('update public.forecast_feedback set rating = ''down'' where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.forecast_feedback: worker_other_scope update is refused');
+set local role glucokit_worker;
+select private.begin_person_scope('18dd47afc7a05129bc2fa72761503cdb'::uuid);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.forecast_feedback: worker_other_scope delete is refused');
+set local role glucokit_worker;
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', true), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'filtered', 'public.forecast_feedback: worker_unscoped select is filtered');
+set local role glucokit_worker;
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('insert into public.forecast_feedback (prediction_id, person_id, user_id, rating, comment) values (''32b8e303a638593db675f8a686242207''::uuid, ''b304d7ca79a45c0082e7649110572573''::uuid, ''acd254e384e35466a63e3bec1b815a6b''::uuid, ''down'', ''Too high.'')', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.forecast_feedback: worker_unscoped insert is refused');
+set local role glucokit_worker;
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('update public.forecast_feedback set rating = ''down'' where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.forecast_feedback: worker_unscoped update is refused');
+set local role glucokit_worker;
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.forecast_feedback: worker_unscoped delete is refused');
+select set_config('role', 'service_role', true), set_config('request.jwt.claims', '{"role": "service_role"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', true), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.forecast_feedback: service_role select is allowed');
+select set_config('role', 'service_role', true), set_config('request.jwt.claims', '{"role": "service_role"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('insert into public.forecast_feedback (prediction_id, person_id, user_id, rating, comment) values (''32b8e303a638593db675f8a686242207''::uuid, ''b304d7ca79a45c0082e7649110572573''::uuid, ''acd254e384e35466a63e3bec1b815a6b''::uuid, ''down'', ''Too high.'')', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.forecast_feedback: service_role insert is allowed');
+select set_config('role', 'service_role', true), set_config('request.jwt.claims', '{"role": "service_role"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('update public.forecast_feedback set rating = ''down'' where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.forecast_feedback: service_role update is allowed');
+select set_config('role', 'service_role', true), set_config('request.jwt.claims', '{"role": "service_role"}', true);
+select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('delete from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid', false), true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'allowed', 'public.forecast_feedback: service_role delete is allowed');
+
 -- bucket models: (storage.foldername(name))[1] = (select auth.uid())::text; workers: name starts with private.worker_storage_prefix()
 select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
 select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count(*) from storage.objects where bucket_id = ''models'' and starts_with(name, ''acd254e3-84e3-5466-a63e-3bec1b815a6b/b304d7ca-79a4-5c00-82e7-649110572573/glucose-forecast/v1.0.0/'')', true), true);
@@ -1760,6 +1914,60 @@ set local role glucokit_worker;
 select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('delete from public.retrain_request', 'select count(*) from public.retrain_request where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
 reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
 select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.retrain_request: worker_unscoped delete without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.forecast_feedback where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (rating = ''down'')')::text, true);
+select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('update public.forecast_feedback set rating = ''down''', 'select count(*) from public.forecast_feedback where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (rating = ''down'')')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.forecast_feedback: anon update without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.forecast_feedback where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (rating = ''down'')')::text, true);
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "a0e40afa-fcb3-5dbb-be67-e626d3ebde83"}', true);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('update public.forecast_feedback set rating = ''down''', 'select count(*) from public.forecast_feedback where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (rating = ''down'')')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.forecast_feedback: other_user update without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.forecast_feedback where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (rating = ''down'')')::text, true);
+set local role glucokit_worker;
+select private.begin_person_scope('b304d7ca79a45c0082e7649110572573'::uuid);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('update public.forecast_feedback set rating = ''down''', 'select count(*) from public.forecast_feedback where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (rating = ''down'')')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.forecast_feedback: worker_in_scope update without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.forecast_feedback where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (rating = ''down'')')::text, true);
+set local role glucokit_worker;
+select private.begin_person_scope('18dd47afc7a05129bc2fa72761503cdb'::uuid);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('update public.forecast_feedback set rating = ''down''', 'select count(*) from public.forecast_feedback where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (rating = ''down'')')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.forecast_feedback: worker_other_scope update without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.forecast_feedback where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (rating = ''down'')')::text, true);
+set local role glucokit_worker;
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('update public.forecast_feedback set rating = ''down''', 'select count(*) from public.forecast_feedback where (person_id = ''b304d7ca79a45c0082e7649110572573''::uuid) and (rating = ''down'')')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.forecast_feedback: worker_unscoped update without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, true);
+select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('delete from public.forecast_feedback', 'select count(*) from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.forecast_feedback: anon delete without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, true);
+select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"aud": "authenticated", "role": "authenticated", "sub": "a0e40afa-fcb3-5dbb-be67-e626d3ebde83"}', true);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('delete from public.forecast_feedback', 'select count(*) from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.forecast_feedback: other_user delete without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, true);
+set local role glucokit_worker;
+select private.begin_person_scope('b304d7ca79a45c0082e7649110572573'::uuid);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('delete from public.forecast_feedback', 'select count(*) from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.forecast_feedback: worker_in_scope delete without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, true);
+set local role glucokit_worker;
+select private.begin_person_scope('18dd47afc7a05129bc2fa72761503cdb'::uuid);
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('delete from public.forecast_feedback', 'select count(*) from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.forecast_feedback: worker_other_scope delete without WHERE leaves person A''s rows untouched');
+select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, true);
+set local role glucokit_worker;
+select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('delete from public.forecast_feedback', 'select count(*) from public.forecast_feedback where person_id = ''b304d7ca79a45c0082e7649110572573''::uuid')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);
+reset role; select set_config('request.jwt.claims', '', true), set_config('glucokit.worker_person_id', '', true);
+select is(current_setting('glucokit.probe_outcome'), 'untouched', 'public.forecast_feedback: worker_unscoped delete without WHERE leaves person A''s rows untouched');
 select set_config('glucokit.probe_baseline', pg_temp.policy_count('select count(*) from storage.objects where (bucket_id = ''models'' and starts_with(name, ''acd254e3-84e3-5466-a63e-3bec1b815a6b/b304d7ca-79a4-5c00-82e7-649110572573/glucose-forecast/v1.0.0/'')) and (metadata = ''{"checked": true}'')')::text, true);
 select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
 select set_config('glucokit.probe_outcome', case when coalesce(pg_temp.policy_reach('update storage.objects set metadata = ''{"checked": true}''', 'select count(*) from storage.objects where (bucket_id = ''models'' and starts_with(name, ''acd254e3-84e3-5466-a63e-3bec1b815a6b/b304d7ca-79a4-5c00-82e7-649110572573/glucose-forecast/v1.0.0/'')) and (metadata = ''{"checked": true}'')')::text, current_setting('glucokit.probe_baseline')) = current_setting('glucokit.probe_baseline') then 'untouched' else 'reached' end, true);

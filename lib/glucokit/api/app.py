@@ -1,0 +1,390 @@
+"""The HTTP API: a signed-in user reads their persons' forecasts, models and runs, asks for retrains, leaves
+feedback and uploads FHIR observations.
+
+Every request that touches data runs in one transaction as ``authenticated``
+with the request's verified claims (``sessions.as_role``), exactly like
+PostgREST; never as ``service_role``. Row-level security decides what exists,
+so another user's person or forecast answers 404 like a missing one. Errors
+are RFC 9457 problem details (``application/problem+json``).
+
+Informational trend forecasts only: never for dosing, diagnosis or triage.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Final
+from uuid import UUID
+
+import psycopg
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+from starlette.exceptions import HTTPException
+
+from glucokit import __version__, ingest, reads
+from glucokit.api.auth import Caller, TokenVerifier, Unauthorized
+from glucokit.api.models import (
+    Disclaimer,
+    Feedback,
+    FeedbackIn,
+    ForecastPage,
+    ForecastPoint,
+    ForecastPointDetail,
+    Health,
+    IngestResult,
+    LatestForecast,
+    ModelsAndRuns,
+    Provenance,
+    Rejected,
+    RetrainQueued,
+    RetrainRequest,
+    SourceReference,
+)
+from glucokit.chart import ChartFormat, render
+from glucokit.disclaimer import DISCLAIMER, DISCLAIMER_VERSION, Language
+from glucokit.errors import GlucokitError
+from glucokit.fhir import FhirVersion
+from glucokit.queries import query
+from glucokit.sessions import Connection, as_role
+
+PROBLEM_JSON: Final = "application/problem+json"
+MAX_PAGE: Final = 1000
+MAX_RANGE: Final = timedelta(days=31)
+NDJSON_TYPES: Final = ("application/x-ndjson", "application/fhir+ndjson", "application/ndjson")
+JSON_TYPES: Final = ("application/fhir+json", "application/json")
+
+
+class Problem(Exception):
+    """An error answered as problem+json: an HTTP status, a short title and the specific detail."""
+
+    def __init__(self, status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail, self.headers = status, title, detail, headers or {}
+
+
+def _problem_response(problem: Problem, instance: str) -> JSONResponse:
+    body = {"type": "about:blank", "title": problem.title, "status": problem.status, "detail": problem.detail}
+    return JSONResponse(
+        {**body, "instance": instance}, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers
+    )
+
+
+PROBLEM_RESPONSE: Final[dict[int | str, dict[str, Any]]] = {
+    status: {
+        "description": title,
+        "content": {PROBLEM_JSON: {"example": {"type": "about:blank", "title": title, "status": status,
+                                                "detail": detail, "instance": "/v1/persons/…"}}},
+    }
+    for status, title, detail in (
+        (401, "Unauthorized", "the token has expired: sign in again"),
+        (404, "Not Found", "no person 3f1e2d4c-5b6a-4978-8a9b-0c1d2e3f4a5b among yours"),
+        (422, "Unprocessable Content", "query.limit: Input should be less than or equal to 1000"),
+    )
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    database_url: str  # a login that may `set role authenticated` (authenticator on Supabase), never service_role
+    verifier: TokenVerifier
+    pool_size: int = 8
+    ingest_limits: ingest.Limits = field(default_factory=ingest.Limits)
+
+
+@dataclass(frozen=True)
+class _Service:
+    settings: ApiSettings
+    pool: ConnectionPool
+
+
+def _service(request: Request) -> _Service:
+    service = request.app.state.service
+    assert isinstance(service, _Service)
+    return service
+
+
+Service = Annotated[_Service, Depends(_service)]
+
+
+def _caller(service: Service, authorization: Annotated[str | None, Header()] = None) -> Caller:
+    return service.settings.verifier.caller(authorization)
+
+
+SignedIn = Annotated[Caller, Depends(_caller)]
+
+
+def _user_transaction(service: Service, who: SignedIn) -> Iterator[Connection]:
+    """One transaction as ``authenticated`` with the request's claims, for the whole request."""
+    with service.pool.connection() as conn, as_role(conn, "authenticated", who.claims) as scoped:
+        yield scoped
+
+
+UserTransaction = Annotated[Connection, Depends(_user_transaction)]
+
+
+def _person_or_404(conn: Connection, person_id: UUID) -> None:
+    if not reads.person_visible(conn, person_id):
+        raise Problem(404, "Not Found", f"no person {person_id} among yours")
+
+
+router = APIRouter()
+
+
+@router.get("/health", tags=["service"])
+def health(service: Service) -> Health:
+    """Liveness and database reachability (no data is read)."""
+    with service.pool.connection() as conn:
+        conn.execute(b"select 1")
+    return Health(status="ok", database="ok")
+
+
+@router.get("/v1/persons/{person_id}/forecast", tags=["forecasts"])
+def latest_forecast(person_id: UUID, conn: UserTransaction, lang: Language = "en") -> LatestForecast:
+    """The person's latest forecast curve (5-60 min ahead) with its bands, provenance and disclaimer."""
+    _person_or_404(conn, person_id)
+    curve = reads.latest_curve(conn, person_id)
+    if not curve:
+        raise Problem(404, "Not Found", f"person {person_id} has no forecast yet")
+    return LatestForecast(
+        person_id=person_id,
+        generated_at=curve[0].generated_at,
+        points=[ForecastPoint.of(point) for point in curve],
+        provenance=Provenance.of(curve[0]),
+        disclaimer=Disclaimer.of(curve[0].disclaimer_version, lang),
+    )
+
+
+@dataclass(frozen=True)
+class _Range:
+    start: Annotated[datetime, Query(alias="from", description="Origins from this time (inclusive).")]
+    end: Annotated[datetime, Query(alias="to", description="Origins before this time.")]
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None
+
+
+@router.get("/v1/persons/{person_id}/forecasts", tags=["forecasts"])
+def forecasts_between(
+    person_id: UUID, span: Annotated[_Range, Depends()], conn: UserTransaction, lang: Language = "en"
+) -> ForecastPage:
+    """Forecast points whose origin lies in [from, to), oldest first, a page at a time."""
+    if span.start.tzinfo is None or span.end.tzinfo is None:
+        raise Problem(422, "Unprocessable Content", "from and to need a time zone offset (e.g. Z or +01:00)")
+    if span.end <= span.start or span.end - span.start > MAX_RANGE:
+        raise Problem(
+            422, "Unprocessable Content", f"to must be after from, and at most {MAX_RANGE.days} days after it"
+        )
+    after = _decode_cursor(span.cursor) if span.cursor else None
+    _person_or_404(conn, person_id)
+    points = reads.points_between(conn, person_id, span.start, span.end, after=after, limit=span.limit + 1)
+    page, more = points[: span.limit], len(points) > span.limit
+    return ForecastPage(
+        person_id=person_id,
+        items=[ForecastPage.Item(**ForecastPoint.of(p).model_dump(), provenance=Provenance.of(p)) for p in page],
+        next_cursor=_encode_cursor(page[-1]) if more else None,
+        disclaimer=Disclaimer.of(page[0].disclaimer_version if page else DISCLAIMER_VERSION, lang),
+    )
+
+
+@router.get("/v1/forecasts/{prediction_id}", tags=["forecasts"])
+def forecast_point(prediction_id: UUID, conn: UserTransaction, lang: Language = "en") -> ForecastPointDetail:
+    """One forecast point with its provenance and its source observations as FHIR references."""
+    found = reads.point(conn, prediction_id)
+    if found is None:
+        raise Problem(404, "Not Found", f"no forecast {prediction_id} among yours")
+    return ForecastPointDetail(
+        **ForecastPoint.of(found).model_dump(),
+        person_id=found.person_id,
+        provenance=Provenance.of(found),
+        sources=[SourceReference.of(source) for source in reads.sources(conn, prediction_id)],
+        disclaimer=Disclaimer.of(found.disclaimer_version, lang),
+    )
+
+
+@router.get("/v1/persons/{person_id}/models", tags=["models"])
+def models_and_runs(person_id: UUID, conn: UserTransaction) -> ModelsAndRuns:
+    """The person's model versions and latest training runs."""
+    _person_or_404(conn, person_id)
+    return ModelsAndRuns(
+        person_id=person_id,
+        models=reads.models(conn, person_id),
+        training_runs=reads.runs(conn, person_id),
+    )
+
+
+@router.post("/v1/persons/{person_id}/retrain", status_code=202, tags=["models"])
+def request_retrain(
+    person_id: UUID, conn: UserTransaction, body: Annotated[RetrainRequest | None, Body()] = None
+) -> RetrainQueued:
+    """Queue a retrain of the person's model (at most one request per person an hour)."""
+    _person_or_404(conn, person_id)
+    reason = body.reason if body is not None else None
+    try:
+        with conn.transaction():  # a savepoint: a refusal leaves the request's transaction usable
+            row = conn.execute(query("api_request_retrain"), {"person_id": person_id, "reason": reason}).fetchone()
+    except psycopg.Error as error:
+        if error.sqlstate != "PT429":
+            raise
+        found = error.diag
+        detail = " ".join(part for part in (found.message_primary, found.message_detail, found.message_hint) if part)
+        raise Problem(429, "Too Many Requests", detail) from None
+    assert row is not None
+    assert isinstance(row[0], UUID)
+    return RetrainQueued(person_id=person_id, request_id=row[0])
+
+
+CHART_TYPES: Final[dict[ChartFormat, str]] = {"svg": "image/svg+xml", "png": "image/png"}
+
+
+@router.get(
+    "/v1/persons/{person_id}/chart",
+    tags=["forecasts"],
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The chart: readings of the last six hours, the forecast and its band, the disclaimer.",
+            "content": {
+                CHART_TYPES["svg"]: {"example": '<svg xmlns="http://www.w3.org/2000/svg" ...>...</svg>'},
+                CHART_TYPES["png"]: {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+)
+def person_chart(
+    person_id: UUID, conn: UserTransaction, format: ChartFormat = "svg", lang: Language = "en"
+) -> Response:
+    """The person's chart of recent readings and the latest forecast with its band, with the disclaimer on it."""
+    data = reads.chart_data(conn, person_id, lang)
+    if data is None:
+        if not reads.person_visible(conn, person_id):
+            raise Problem(404, "Not Found", f"no person {person_id} among yours")
+        raise Problem(404, "Not Found", f"person {person_id} has no readings or forecast to chart yet")
+    return Response(render(data, format), media_type=CHART_TYPES[format])
+
+
+@router.put("/v1/forecasts/{prediction_id}/feedback", tags=["feedback"])
+def leave_feedback(prediction_id: UUID, feedback: FeedbackIn, conn: UserTransaction) -> Feedback:
+    """Thumbs up or down on a forecast point, with an optional comment; sending again replaces it."""
+    comment = feedback.comment.strip() if feedback.comment and feedback.comment.strip() else None
+    with conn.cursor(row_factory=dict_row) as cursor:
+        row = cursor.execute(
+            query("api_upsert_feedback"),
+            {"prediction_id": prediction_id, "rating": feedback.rating, "comment": comment},
+        ).fetchone()
+    if row is None:
+        raise Problem(404, "Not Found", f"no forecast {prediction_id} among yours")
+    return Feedback.model_validate(row)
+
+
+@router.post("/v1/persons/{person_id}/observations", tags=["fhir"])
+async def upload_observations(
+    person_id: UUID, request: Request, service: Service, who: SignedIn, fhir_version: FhirVersion = "R4B"
+) -> IngestResult:
+    """Store FHIR Observations: a Bundle or one Observation (application/fhir+json) or NDJSON
+    (application/fhir+ndjson). Valid entries are stored even when others are rejected; each rejected entry is
+    listed with its reasons and kept in the quarantine."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in (*JSON_TYPES, *NDJSON_TYPES):
+        accepted = " or ".join((*JSON_TYPES, *NDJSON_TYPES))
+        raise Problem(415, "Unsupported Media Type", f"send {accepted}, not {content_type or 'no content type'}")
+    limit = service.settings.ingest_limits.max_document_bytes
+    declared = int(request.headers.get("content-length") or 0)
+    if declared > limit:
+        raise Problem(413, "Content Too Large", f"{declared} bytes is above the limit of {limit} per upload")
+    body = await request.body()
+    return await run_in_threadpool(
+        _ingest, service, who, person_id, body=body, content_type=content_type, fhir_version=fhir_version
+    )
+
+
+def _ingest(
+    service: _Service, who: Caller, person_id: UUID, *, body: bytes, content_type: str, fhir_version: FhirVersion
+) -> IngestResult:
+    with service.pool.connection() as conn:
+        with as_role(conn, "authenticated", who.claims):
+            _person_or_404(conn, person_id)
+        run = ingest.Ingest(
+            [conn], user_id=who.user_id, person_id=person_id, fhir_version=fhir_version,
+            limits=service.settings.ingest_limits,
+        )  # fmt: skip
+        try:
+            report = (
+                run.ndjson(body, source="upload")
+                if content_type in NDJSON_TYPES
+                else run.document(body, source="upload")
+            )
+        except GlucokitError as refused:
+            raise Problem(422, "Unprocessable Content", str(refused)) from None
+    rejections = [Rejected(position=r.position, problems=[str(p) for p in r.problems]) for r in report.rejections]
+    return IngestResult(
+        person_id=person_id, entries=report.entries, stored=report.stored, new=report.inserted,
+        updated=report.updated, unchanged=report.unchanged, rejected=report.rejected, rejections=rejections,
+    )  # fmt: skip
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    """The API on a connection pool to ``settings.database_url``."""
+    pool = ConnectionPool(settings.database_url, min_size=1, max_size=settings.pool_size, open=False)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool.open(wait=True)
+        app.state.service = _Service(settings, pool)
+        try:
+            yield
+        finally:
+            pool.close()
+
+    app = FastAPI(
+        title="glucokit API",
+        version=__version__,
+        description="Personal glucose forecasts for signed-in Supabase users, under row-level security.\n\n"
+        + DISCLAIMER["en"],
+        lifespan=lifespan,
+        responses=PROBLEM_RESPONSE,
+    )
+    app.include_router(router)
+    _error_handlers(app)
+    return app
+
+
+def _encode_cursor(point: reads.Point) -> str:
+    text = f"{point.generated_at.isoformat()}|{point.horizon_minutes}|{point.id}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, int, UUID]:
+    try:
+        at, horizon, point = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|")
+        return datetime.fromisoformat(at), int(horizon), UUID(point)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Problem(422, "Unprocessable Content", "cursor is not a next_cursor this API returned") from None
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def problem(request: Request, error: Problem) -> JSONResponse:
+        return _problem_response(error, request.url.path)
+
+    @app.exception_handler(Unauthorized)
+    async def unauthorized(request: Request, error: Unauthorized) -> JSONResponse:
+        challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        return _problem_response(Problem(401, "Unauthorized", str(error), challenge), request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        detail = "; ".join(f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors())
+        return _problem_response(Problem(422, "Unprocessable Content", detail), request.url.path)
+
+    @app.exception_handler(HTTPException)
+    async def http(request: Request, error: HTTPException) -> JSONResponse:
+        title = {404: "Not Found", 405: "Method Not Allowed"}.get(error.status_code, "Error")
+        return _problem_response(Problem(error.status_code, title, str(error.detail)), request.url.path)

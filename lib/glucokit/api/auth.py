@@ -1,0 +1,96 @@
+"""Supabase access tokens: verified as Supabase Auth signs them, and turned into the claims a transaction runs with.
+
+Supabase Auth signs access tokens either with the project's shared JWT secret
+(HS256) or with an asymmetric signing key (RS256 or ES256) whose public half
+is published as a JWKS at ``{SUPABASE_URL}/auth/v1/.well-known/jwks.json``.
+A token is accepted only when its header's algorithm is one the configured
+keys verify (never ``none``; an HS256 token is never checked against a public
+key), its signature holds, it has not expired, and its audience is
+``authenticated``. The claims are then set for one transaction, as PostgREST
+does, and row-level security decides the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+from uuid import UUID
+
+import jwt
+
+from glucokit.errors import GlucokitError
+
+AUDIENCE: Final = "authenticated"
+ASYMMETRIC: Final = ("RS256", "ES256")
+LEEWAY_S: Final = 30  # clock skew tolerated on exp/iat/nbf
+
+
+class Unauthorized(GlucokitError):
+    """The request carries no token, or one that is not a valid access token of a signed-in user."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A verified signed-in user: their id and every claim of their token."""
+
+    user_id: UUID
+    claims: dict[str, Any]
+
+
+class TokenVerifier:
+    """Verifies Supabase access tokens with the project's JWT secret, its JWKS, or both."""
+
+    def __init__(self, *, secret: str | None = None, jwks_url: str | None = None, issuer: str | None = None) -> None:
+        if not secret and not jwks_url:
+            raise GlucokitError("token verification needs SUPABASE_JWT_SECRET, a JWKS URL, or both")
+        self.secret = secret or None
+        self.jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=600) if jwks_url else None
+        self.issuer = issuer
+
+    def caller(self, authorization: str | None) -> Caller:
+        """The signed-in user of an ``Authorization: Bearer`` header; raises Unauthorized otherwise."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("sign in: send the access token as 'Authorization: Bearer <token>'")
+        claims = self.verify(token.strip())
+        try:
+            user_id = UUID(str(claims.get("sub")))
+        except ValueError:
+            raise Unauthorized("the token names no user (sub is not a user id)") from None
+        return Caller(user_id, claims)
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The claims of a signed-in user's valid access token; raises Unauthorized otherwise."""
+        try:
+            algorithm = jwt.get_unverified_header(token).get("alg")
+        except jwt.InvalidTokenError as error:
+            raise Unauthorized(f"not a JWT: {error}") from None
+        if algorithm == "HS256" and self.secret is not None:
+            key: Any = self.secret
+        elif algorithm in ASYMMETRIC and self.jwks is not None:
+            try:
+                key = self.jwks.get_signing_key_from_jwt(token).key
+            except jwt.PyJWKClientError as error:
+                raise Unauthorized(f"no signing key for this token: {error}") from None
+        else:
+            raise Unauthorized(f"tokens signed with {algorithm!r} are not accepted")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                issuer=self.issuer,
+                leeway=LEEWAY_S,
+                # The audience is checked below, after the role: an anon key carries none.
+                options={"require": ["exp", "role"], "verify_aud": False},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("the token has expired: sign in again") from None
+        except jwt.InvalidTokenError as error:
+            raise Unauthorized(f"invalid token: {error}") from None
+        if claims["role"] != "authenticated":
+            raise Unauthorized(f"a signed-in user's token is needed, not one with role {claims['role']!r}")
+        audience = claims.get("aud")
+        if audience != AUDIENCE and AUDIENCE not in (audience if isinstance(audience, list) else []):
+            raise Unauthorized(f"the token is not for this API (audience must be {AUDIENCE!r})")
+        return claims

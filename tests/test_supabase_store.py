@@ -1,0 +1,358 @@
+"""The Supabase Storage model store: worker tokens, the storage policies as Storage applies them, sweeping, settings.
+
+No Storage API runs here. The tests below that need none check what the store
+sends (the token) and what the database does with it: each Storage request runs
+in a transaction of its own after the statement of supabase/storage's
+src/internal/database/postgres/scope.ts (the token's role and claims, set for
+that transaction), which ``storage_request`` repeats. The last test goes through
+a real project's Storage and runs only when one is configured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import jwt
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from fhir_samples import bundle, cgm
+from glucokit import platform, registry
+from glucokit.errors import GlucokitError
+from glucokit.model_store import (
+    BUCKET,
+    LOG_FILE,
+    METADATA_FILE,
+    PERSON_CLAIM,
+    SUPABASE_ENVIRONMENT,
+    TOKEN_LIFETIME,
+    WEIGHTS_FILE,
+    WORKER_ROLE,
+    LocalModelStore,
+    SupabaseModelStore,
+    from_environment,
+    model_folder,
+    person_folder,
+    unregistered_folders,
+)
+from glucokit.project import MIGRATIONS_DIR, MODEL_STORE_DIR, PROJECT_DIR
+from glucokit.queries import query
+from glucokit.retrain import load_state, retrain
+from glucokit.sessions import Connection, as_worker
+from owners import Owner, ingest
+from test_registry import register
+
+SECRET = "a-test-jwt-secret-of-the-length-supabase-uses-0123456789"
+MIGRATION = MIGRATIONS_DIR / "20261122120800_storage_api_worker_scope.sql"
+FILES = sorted((LOG_FILE, METADATA_FILE, WEIGHTS_FILE))
+
+
+def store() -> SupabaseModelStore:
+    return SupabaseModelStore("https://project-ref.supabase.example", "anon-key", SECRET)
+
+
+def token_claims(conn: Connection, person: UUID) -> dict[str, object]:
+    """The claims of the token the store signs inside ``person``'s scope, as Storage verifies them."""
+    with as_worker(conn, person):
+        token = store().worker_token(conn)
+    claims: dict[str, object] = jwt.decode(token, SECRET, algorithms=["HS256"])
+    return claims
+
+
+@contextmanager
+def storage_request(conn: Connection, claims: Mapping[str, object]) -> Iterator[Connection]:
+    """One transaction the way Storage runs a request with a verified token (scope.ts: role, claims, delete flag)."""
+    with conn.transaction():
+        conn.execute(
+            "select set_config('role', %(role)s, true), set_config('request.jwt.claim.role', %(role)s, true),"
+            " set_config('request.jwt.claim.sub', %(sub)s, true), set_config('request.jwt.claims', %(claims)s, true),"
+            " set_config('storage.allow_delete_query', 'true', true)",
+            {"role": str(claims["role"]), "sub": str(claims.get("sub", "")), "claims": json.dumps(claims)},
+        )
+        yield conn
+
+
+def put_row(conn: Connection, name: str) -> None:
+    conn.execute(query("storage_put_object"), {"bucket": BUCKET, "name": name, "metadata": Jsonb({"size": 1})})
+
+
+def visible(conn: Connection, folder: str) -> list[str]:
+    rows = conn.execute(query("storage_folder_objects"), {"bucket": BUCKET, "folder": folder})
+    return sorted(str(name) for (name,) in rows)
+
+
+def file_in(owner: Owner, version: str = "1.0.0", file: str = WEIGHTS_FILE) -> str:
+    return model_folder(owner.user, owner.person, version) + file
+
+
+@pytest.fixture
+def two(conn: Connection, make_owner: Callable[[], Owner]) -> Iterator[tuple[Owner, Owner]]:
+    """Two persons; the storage rows the test leaves under their folders are removed afterwards."""
+    pair = (make_owner(), make_owner())
+    yield pair
+    conn.rollback()
+    with conn.transaction():
+        conn.execute("select set_config('storage.allow_delete_query', 'true', true)")
+        for owner in pair:
+            conn.execute(
+                "delete from storage.objects where bucket_id = %s and starts_with(name, %s)", (BUCKET, f"{owner.user}/")
+            )
+
+
+# -- the token ----------------------------------------------------------------------------------------------------
+
+
+def test_the_worker_token_names_the_scoped_person_and_expires_within_minutes(conn: Connection, owner: Owner) -> None:
+    with as_worker(conn, owner.person):
+        token = store().worker_token(conn)
+    assert jwt.get_unverified_header(token)["alg"] == "HS256"
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"])
+    assert set(claims) == {"role", PERSON_CLAIM, "iat", "exp"}  # no sub: the token is no user
+    assert claims["role"] == WORKER_ROLE == "glucokit_worker"
+    assert claims[PERSON_CLAIM] == str(owner.person)
+    assert claims["exp"] - claims["iat"] == TOKEN_LIFETIME.total_seconds() <= 300
+    assert abs(claims["iat"] - time.time()) < 30
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token, SECRET + "-another-project", algorithms=["HS256"])
+
+
+def test_no_token_without_a_person_scope(conn: Connection) -> None:
+    with as_worker(conn, None), pytest.raises(GlucokitError, match="scoped to one person"):
+        store().worker_token(conn)
+
+
+# -- what Storage does with the token --------------------------------------------------------------------------------
+
+
+def test_a_worker_token_writes_reads_and_removes_its_persons_files_only(
+    conn: Connection, two: tuple[Owner, Owner]
+) -> None:
+    owner, other = two
+    claims = token_claims(conn, owner.person)
+    with storage_request(conn, claims):
+        put_row(conn, file_in(owner))
+    with as_worker(conn, other.person):
+        put_row(conn, file_in(other))
+    with storage_request(conn, claims):
+        assert visible(conn, f"{owner.user}/") == [file_in(owner)]
+        assert visible(conn, f"{other.user}/") == []
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), storage_request(conn, claims):
+        put_row(conn, file_in(other, "2.0.0"))
+    with storage_request(conn, claims):
+        removed = conn.execute(query("storage_remove_folder"), {"bucket": BUCKET, "folder": f"{other.user}/"})
+        assert removed.fetchall() == []
+        removed = conn.execute(query("storage_remove_folder"), {"bucket": BUCKET, "folder": f"{owner.user}/"})
+        assert [name for (name,) in removed] == [file_in(owner)]
+    with as_worker(conn, other.person):
+        assert visible(conn, f"{other.user}/") == [file_in(other)]
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"role": "glucokit_worker"},
+        {"role": "glucokit_worker", PERSON_CLAIM: "not-a-uuid"},
+        {"role": "glucokit_worker", PERSON_CLAIM: 42},
+        {"role": "glucokit_worker", PERSON_CLAIM: {"id": "nested"}},
+        {"role": "glucokit_worker", PERSON_CLAIM: str(uuid4())},  # no such person
+        "{not json",
+    ],
+    ids=["no claim", "not a uuid", "a number", "an object", "no such person", "claims not json"],
+)
+def test_a_token_without_a_valid_person_claim_reaches_nothing(
+    conn: Connection, two: tuple[Owner, Owner], claims: Mapping[str, object] | str
+) -> None:
+    owner, _ = two
+    with as_worker(conn, owner.person):
+        put_row(conn, file_in(owner))
+    request = {"role": "glucokit_worker"} if isinstance(claims, str) else claims
+    with storage_request(conn, request):
+        if isinstance(claims, str):  # what Storage never sends, but the policies must not trip over
+            conn.execute("select set_config('request.jwt.claims', %s, true)", (claims,))
+        assert visible(conn, f"{owner.user}/") == []
+        assert conn.execute("select private.worker_storage_prefix()").fetchone() == (None,)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), storage_request(conn, request):
+        put_row(conn, file_in(owner, "2.0.0"))
+
+
+def test_a_scoped_transaction_keeps_its_scope_whatever_the_claims_say(
+    conn: Connection, two: tuple[Owner, Owner]
+) -> None:
+    owner, other = two
+    claims = json.dumps(token_claims(conn, other.person))
+    with as_worker(conn, owner.person):
+        conn.execute("select set_config('request.jwt.claims', %s, true)", (claims,))
+        put_row(conn, file_in(owner))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+            put_row(conn, file_in(other))
+
+
+def test_only_the_worker_role_falls_back_to_the_token(conn: Connection, two: tuple[Owner, Owner]) -> None:
+    owner, _ = two
+    claims = json.dumps(token_claims(conn, owner.person))
+    with conn.transaction():  # the database owner, not switched to glucokit_worker
+        conn.execute("select set_config('request.jwt.claims', %s, true)", (claims,))
+        assert conn.execute("select private.worker_storage_prefix()").fetchone() == (None,)
+    with storage_request(conn, json.loads(claims)):
+        assert conn.execute("select private.worker_storage_prefix()").fetchone() == (f"{owner.user}/{owner.person}/",)
+
+
+def test_a_worker_token_opens_the_model_folder_and_no_table(conn: Connection, two: tuple[Owner, Owner]) -> None:
+    owner, _ = two
+    ingest(conn, owner, bundle(cgm(0), cgm(1)))
+    with storage_request(conn, token_claims(conn, owner.person)):
+        for table in ("person", "observation", "training_run", "ml_model", "prediction"):
+            count = sql.SQL("select count(*) from {}").format(sql.Identifier("public", table))
+            assert conn.execute(count).fetchone() == (0,), table
+        assert conn.execute("select private.worker_person_id()").fetchone() == (None,)
+
+
+def test_storage_can_switch_to_the_worker_role_once_the_migration_granted_it(conn: Connection, owner: Owner) -> None:
+    """On Supabase, Storage's login supabase_storage_admin sets the role; here a stand-in, rolled back."""
+    with conn.transaction():
+        supabase = platform.is_supabase(conn)
+    if supabase:
+        pytest.skip("a Supabase project has the real supabase_storage_admin: the live test covers it")
+    claims = json.dumps(token_claims(conn, owner.person))
+    switch = "select set_config('role', 'glucokit_worker', true), set_config('request.jwt.claims', %s, true)"
+    with conn.transaction(force_rollback=True):
+        conn.execute("create role supabase_storage_admin noinherit")
+        with conn.transaction(force_rollback=True):
+            conn.execute("set local session authorization supabase_storage_admin")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="set role"):
+                conn.execute(switch, (claims,))
+        conn.execute(MIGRATION.read_bytes())
+        conn.execute("set local session authorization supabase_storage_admin")
+        conn.execute(switch, (claims,))
+        assert conn.execute("select current_user, session_user").fetchone() == (
+            "glucokit_worker",
+            "supabase_storage_admin",
+        )
+        put_row(conn, file_in(owner))
+        assert visible(conn, f"{owner.user}/") == [file_in(owner)]
+
+
+# -- sweeping --------------------------------------------------------------------------------------------------------
+
+
+def test_the_sweep_selects_the_folders_no_version_registers(
+    conn: Connection, two: tuple[Owner, Owner], tmp_path: Path
+) -> None:
+    """What a Supabase sweep removes through Storage: objects a crashed retrain's uploads committed, unregistered."""
+    owner, other = two
+    with as_worker(conn, owner.person):
+        kept = register(conn, owner, LocalModelStore(tmp_path))
+    claims = token_claims(conn, owner.person)
+    for version in ("1.1.0", "2.0.0"):
+        with storage_request(conn, claims):
+            for file in FILES:
+                put_row(conn, file_in(owner, version, file))
+    with storage_request(conn, token_claims(conn, other.person)):
+        put_row(conn, file_in(other, "1.0.0"))
+    with as_worker(conn, owner.person):
+        assert unregistered_folders(conn, person_folder(owner.user, owner.person)) == [
+            model_folder(owner.user, owner.person, "1.1.0"),
+            model_folder(owner.user, owner.person, "2.0.0"),
+        ]
+    assert kept.storage_path == model_folder(owner.user, owner.person, "1.0.0")
+    with as_worker(conn, other.person):
+        assert unregistered_folders(conn, person_folder(other.user, other.person)) == [
+            model_folder(other.user, other.person, "1.0.0")
+        ]
+        assert unregistered_folders(conn, person_folder(owner.user, owner.person)) == []
+
+
+# -- settings --------------------------------------------------------------------------------------------------------
+
+
+def test_the_environment_picks_the_store() -> None:
+    local = from_environment({})
+    assert isinstance(local, LocalModelStore)
+    assert local.root == MODEL_STORE_DIR
+    settings = dict(zip(SUPABASE_ENVIRONMENT, ("https://ref.supabase.co/", "anon", SECRET), strict=True))
+    supabase = from_environment(settings)
+    assert isinstance(supabase, SupabaseModelStore)
+    assert supabase.storage_url == "https://ref.supabase.co/storage/v1/"
+    with pytest.raises(GlucokitError, match="needs SUPABASE_ANON_KEY, SUPABASE_JWT_SECRET too"):
+        from_environment({"SUPABASE_URL": "https://ref.supabase.co"})
+    with pytest.raises(GlucokitError, match="needs SUPABASE_URL too"):
+        from_environment(settings | {"SUPABASE_URL": ""})
+
+
+def test_the_retrain_job_refuses_part_of_the_supabase_settings() -> None:
+    environment = {name: value for name, value in os.environ.items() if name not in SUPABASE_ENVIRONMENT}
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_DIR / "workers" / "retrain_job.py")],
+        capture_output=True, text=True, timeout=120, check=False,
+        env=environment | {"SUPABASE_URL": "https://ref.supabase.co", "SUPABASE_JWT_SECRET": SECRET},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "retrain_job: the Supabase model store needs SUPABASE_ANON_KEY too "
+        "(set all of SUPABASE_URL, SUPABASE_ANON_KEY, SUPABASE_JWT_SECRET, or none for the local store)"
+    )
+
+
+# -- a real project ---------------------------------------------------------------------------------------------------
+
+LIVE = all(os.environ.get(name) for name in (*SUPABASE_ENVIRONMENT, "DATABASE_URL"))
+
+
+@pytest.mark.skipif(
+    not LIVE,
+    reason="needs a real Supabase project: SUPABASE_URL, SUPABASE_ANON_KEY, SUPABASE_JWT_SECRET and DATABASE_URL",
+)
+def test_the_supabase_store_through_a_real_projects_storage(
+    conn: Connection, two: tuple[Owner, Owner], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retrain, crash after upload, sweep, isolation and removal, all through Storage with worker tokens."""
+    supabase = from_environment()
+    assert isinstance(supabase, SupabaseModelStore)
+    owner, other = two
+    for person in two:
+        ingest(conn, person, bundle(*(cgm(n, 100 + (n % 7)) for n in range(80))))
+    try:
+        assert retrain(conn, supabase, owner.person, "initial").version == "1.0.0"
+        assert retrain(conn, supabase, other.person, "initial").version == "1.0.0"
+
+        def killed(*_args: object, **_kwargs: object) -> None:
+            raise RuntimeError("killed after upload, before registration")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(registry, "register", killed)
+            with pytest.raises(RuntimeError, match="killed"):
+                retrain(conn, supabase, owner.person, "scheduled")
+        crashed = model_folder(owner.user, owner.person, "1.1.0")
+        with as_worker(conn, owner.person):
+            # Storage committed the uploads; the registration rolled back with the worker's transaction.
+            assert visible(conn, crashed) == [crashed + file for file in FILES]
+            assert supabase.sweep(conn, person_folder(owner.user, owner.person)) == [crashed + file for file in FILES]
+            assert visible(conn, crashed) == []
+            (model,) = registry.versions(conn, owner.person)
+            load_state(conn, supabase, model)  # the registered version is whole
+
+            theirs = file_in(other)
+            with pytest.raises(GlucokitError, match="Supabase Storage refused to read"):
+                supabase.get(conn, theirs)
+            with pytest.raises(GlucokitError, match="Supabase Storage refused to store"):
+                supabase.put(conn, file_in(other, "9.0.0"), b"{}", "application/json")
+            assert supabase.remove(conn, model_folder(other.user, other.person, "1.0.0")) == []
+        with as_worker(conn, other.person):
+            assert supabase.get(conn, theirs)[:8]  # still there, readable in its own person's scope
+        assert retrain(conn, supabase, owner.person, "scheduled").version == "1.1.0"
+    finally:
+        for person in two:
+            with as_worker(conn, person.person):
+                for model in registry.versions(conn, person.person):
+                    assert model.storage_path is not None
+                    supabase.remove(conn, model.storage_path)
