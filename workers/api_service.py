@@ -5,7 +5,7 @@
 Environment:
     PORT                  the port to listen on (Cloud Run sets it; default 8080)
     DATABASE_URL          a login that may `set role authenticated` (on Supabase: the `authenticator` role, as
-                          PostgREST uses); never the service_role
+                          PostgREST uses); never a role that bypasses row-level security
     SUPABASE_URL          the project's URL: tokens are checked against its JWKS at /auth/v1/.well-known/jwks.json
                           and their issuer must be {SUPABASE_URL}/auth/v1
     SUPABASE_JWT_SECRET   the project's JWT secret, for tokens signed with HS256 (set it, SUPABASE_URL, or both)

@@ -1,6 +1,6 @@
 // Prisma Client over node-postgres (@prisma/adapter-pg): no query engine binary.
 // DATABASE_URL is a login that may `set role authenticated` (Supabase's
-// `authenticator`), never service_role; lib/rls.ts switches each transaction to
+// `authenticator`), never a role that bypasses RLS; lib/rls.ts switches each transaction to
 // the signed-in user. One client per process (kept on globalThis so that
 // Next.js's hot reload in development does not open a pool per reload).
 import { PrismaPg } from "@prisma/adapter-pg";

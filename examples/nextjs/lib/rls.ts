@@ -8,7 +8,7 @@
 // transaction and never leak into the next one of a pooled connection.
 //
 // The connection's own login must be allowed to `set role authenticated`
-// (Supabase's `authenticator` is). Never connect as service_role: it bypasses
+// (Supabase's `authenticator` is). Never connect as an administrator role: it bypasses
 // row-level security.
 import type { Prisma, PrismaClient } from "@/prisma/generated/client";
 

@@ -3,7 +3,7 @@
 //   node --import tsx --test test/forecast-route.test.mts   (from examples/nextjs, after `prisma generate`)
 //
 // tests/test_nextjs_example.py builds the data and runs this with:
-//   DATABASE_URL              a login that may `set role authenticated` (not the owner, never service_role)
+//   DATABASE_URL              a login that may `set role authenticated` (not the owner, never a role that bypasses RLS)
 //   SUPABASE_JWT_SECRET       the HS256 secret the tokens are signed with
 //   GLUCOKIT_OWNER_USER_ID, GLUCOKIT_OWNER_PERSON_ID   a user and their person, with forecasts
 //   GLUCOKIT_OTHER_USER_ID, GLUCOKIT_OTHER_PERSON_ID   another user and their person, without forecasts

@@ -3,7 +3,7 @@ feedback and uploads FHIR observations.
 
 Every request that touches data runs in one transaction as ``authenticated``
 with the request's verified claims (``sessions.as_role``), exactly like
-PostgREST; never as ``service_role``. Row-level security decides what exists,
+PostgREST; never as a role that bypasses it. Row-level security decides what exists,
 so another user's person or forecast answers 404 like a missing one. Errors
 are RFC 9457 problem details (``application/problem+json``).
 
@@ -94,7 +94,7 @@ PROBLEM_RESPONSE: Final[dict[int | str, dict[str, Any]]] = {
 
 @dataclass(frozen=True)
 class ApiSettings:
-    database_url: str  # a login that may `set role authenticated` (authenticator on Supabase), never service_role
+    database_url: str  # a login that may `set role authenticated` (authenticator on Supabase), never a bypassing one
     verifier: TokenVerifier
     pool_size: int = 8
     ingest_limits: ingest.Limits = field(default_factory=ingest.Limits)
