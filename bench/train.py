@@ -50,6 +50,7 @@ def _persons(url: str, count: int) -> list[str]:
                 "insert into auth.users (id, aud, role) values (%s, 'authenticated', 'authenticated')", (user,)
             )
             conn.execute("insert into public.person (id, owner_id) values (%s, %s)", (person, user))
+            conn.execute("insert into public.consent (person_id, purpose) values (%s, 'training')", (person,))
             conn.commit()
             Ingest([conn], user_id=user, person_id=person).path(next(bundles))
             ids.append(str(person))

@@ -71,3 +71,65 @@ with rated as (
 )
 insert into public.forecast_feedback (prediction_id, person_id, user_id, rating, comment)
 select id, person_id, {user}, 'up', 'Right on target.' from rated;
+
+-- Consent to training (the worker probes scope themselves for training) and
+-- forecasting, not (yet) to pattern search: the probe that gives consent gives
+-- that one. And the audit row of the worker that trained the person's model.
+insert into public.consent (person_id, purpose, granted_at)
+values ({person}, 'training', {earlier}), ({person}, 'forecasting', {earlier});
+
+insert into public.audit_log (person_id, occurred_at, worker, application, purpose, reason)
+values ({person}, {earlier}, 'probe_worker', 'glucokit-retrain-job', 'training', 'initial retrain');
+
+-- An A/B experiment the person is assigned to, with a served forecast curve
+-- (an exposure), and one they are not in, for the probe that assigns them.
+-- Both are stopped (the world's two persons' experiments cannot both run):
+-- each is defined as a draft, given its variants, then started and stopped.
+insert into public.experiment (key, description)
+values ('probe-' || {person}, 'Probe experiment'), ('probe-open-' || {person}, 'Probe experiment, unassigned');
+
+insert into public.experiment_variant (experiment_id, name, families)
+select e.id, v.name, v.families
+from public.experiment e, (values ('a', '{{ridge}}'::text[]), ('b', '{{network}}'::text[])) as v (name, families)
+where e.key in ('probe-' || {person}, 'probe-open-' || {person});
+
+update public.experiment set status = 'running', started_at = {earlier} where key = 'probe-' || {person};
+
+insert into public.experiment_assignment (experiment_id, person_id, assigned_at)
+select id, {person}, {earlier} from public.experiment where key = 'probe-' || {person};
+
+insert into public.experiment_exposure (
+  experiment_id, person_id, variant, model_id, forecast_generated_at, served_at, contaminated
+)
+select experiment_id, person_id, variant, {model}, {second_observation_at}, {later}, false
+from public.experiment_assignment where person_id = {person};
+
+update public.experiment set status = 'stopped', started_at = {earlier}, stopped_at = {later}
+where key in ('probe-' || {person}, 'probe-open-' || {person});
+
+-- One day pattern: the day of the readings, at 110 mg/dL all day.
+insert into public.day_pattern (person_id, day, source, embedding, readings, filled_slots)
+values ({person}, {observation_at}::date, 'profile-v1', array_fill(110::real, array[48])::extensions.vector, 288, 0);
+
+-- The readings at the targets of both forecast points: the first point's
+-- outcome is recorded, the second's is left for the probe that records one.
+-- And one health check of the model.
+with reading as (
+  insert into public.observation (person_id, code, value, unit, effective_at, source_system, source_id)
+  values
+    ({person}, '99504-3', 130, 'mg/dL', {second_observation_at} + interval '30 minutes', 'urn:probe', 'reading-3'),
+    ({person}, '99504-3', 140, 'mg/dL', {second_observation_at} + interval '60 minutes', 'urn:probe', 'reading-4')
+  returning id, effective_at
+)
+insert into public.forecast_outcome (
+  prediction_id, person_id, model_id, target_at, horizon_minutes, predicted_mg_dl, observed_mg_dl,
+  observation_id, observed_at, error_mg_dl, inside_band
+)
+select {prediction}, {person}, {model}, reading.effective_at, 30, 120, 130, reading.id, reading.effective_at, -10, true
+from reading
+where reading.effective_at = {second_observation_at} + interval '30 minutes';
+
+insert into public.model_health_check (
+  person_id, model_id, checked_at, window_from, window_to, horizon_minutes, outcomes, degraded, reason
+)
+values ({person}, {model}, {later}, {earlier}, {later}, 30, 1, false, '1 outcomes at 30 min, 96 needed');

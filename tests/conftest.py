@@ -19,6 +19,7 @@ import pytest
 from psycopg import sql
 
 from glucokit import database, migrate, policies
+from glucokit.consent import CONSENT_PURPOSES
 from glucokit.policies import ProbeWorld
 from glucokit.sessions import Connection
 from glucokit.urls import with_database
@@ -122,6 +123,10 @@ def _owners(database_url: str) -> Iterator[Callable[[], Owner]]:
                 (owner.user, f"{owner.user}@ingest.test"),
             )
             conn.execute("insert into public.person (id, owner_id) values (%s, %s)", (owner.person, owner.user))
+            conn.execute(
+                "insert into public.consent (person_id, purpose) select %s, unnest(%s::public.processing_purpose[])",
+                (owner.person, [str(purpose) for purpose in CONSENT_PURPOSES]),
+            )
         made.append(owner)
         return owner
 
@@ -133,7 +138,8 @@ def _owners(database_url: str) -> Iterator[Callable[[], Owner]]:
 
 @pytest.fixture
 def make_owner(database_url: str) -> Iterator[Callable[[], Owner]]:
-    """Signed-in users who own one fresh person each (committed; removed with everything of theirs afterwards)."""
+    """Signed-in users who own one fresh person each, consenting to every purpose (committed; removed with
+    everything of theirs afterwards)."""
     with _owners(database_url) as make:
         yield make
 

@@ -9,7 +9,7 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from glucokit.sessions import Connection, as_user, as_worker
+from glucokit.sessions import Connection, Purpose, as_user, as_worker
 from owners import Owner
 
 GENERATED_AT = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
@@ -27,7 +27,7 @@ FEEDBACK = """select id, user_id, rating::text, comment, created_at, updated_at
 @pytest.fixture
 def point(conn: Connection, owner: Owner) -> UUID:
     """One forecast point of the owner's person, written by a worker in that person's scope."""
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         model = conn.execute(
             """insert into public.ml_model (person_id, version, algorithm, data_from, data_to)
                values (%s, '1.0.0', 'ridge', %s, %s) returning id""",
@@ -177,11 +177,11 @@ def test_a_worker_reads_the_feedback_of_the_person_in_scope_only(
     conn: Connection, owner: Owner, point: UUID, make_owner: Callable[[], Owner]
 ) -> None:
     _send(conn, owner, point, "down", "Too high after lunch.")
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         assert conn.execute("select rating::text, comment from public.forecast_feedback").fetchall() == [
             ("down", "Too high after lunch.")
         ]
-    with as_worker(conn, make_owner().person):
+    with as_worker(conn, make_owner().person, Purpose.TRAINING, "test"):
         assert conn.execute("select count(*) from public.forecast_feedback").fetchone() == (0,)
 
 

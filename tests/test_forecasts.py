@@ -29,7 +29,7 @@ from glucokit.model_store import LocalModelStore
 from glucokit.project import PROJECT_DIR, SIMULATED_DIR
 from glucokit.retrain import retrain
 from glucokit.retrain_job import Shard
-from glucokit.sessions import Connection, as_user, as_worker
+from glucokit.sessions import Connection, Purpose, as_user, as_worker
 from owners import Owner, ingest
 
 FIXTURE_END = datetime(2026, 10, 15, tzinfo=UTC)  # the simulated fixtures' last reading
@@ -63,7 +63,7 @@ def test_after_a_retrain_the_curve_starts_at_the_latest_reading(
     owner, store = trained
     report = write_forecasts(conn, store, owner.person)
     assert (report.origins, report.points, report.existing, report.skipped) == (1, 12, 0, {})
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         model = registry.active(conn, owner.person)
     assert model is not None
     points = predictions(conn, owner)
@@ -87,7 +87,7 @@ def test_anchors_are_the_input_hour_and_the_events_the_model_reads(
 ) -> None:
     owner, store = trained
     write_forecasts(conn, store, owner.person)
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         model = registry.active(conn, owner.person)
         assert model is not None
         rows = conn.execute(
@@ -181,7 +181,10 @@ def test_the_forecast_job_writes_for_persons_with_new_readings(
 
 
 def test_only_an_unscoped_worker_lists_persons_due(conn: Connection, owner: Owner) -> None:
-    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="listed unscoped"), as_worker(conn, owner.person):
+    with (
+        pytest.raises(psycopg.errors.InsufficientPrivilege, match="listed unscoped"),
+        as_worker(conn, owner.person, Purpose.TRAINING, "test"),
+    ):
         conn.execute("select private.forecast_due_persons()")
     with pytest.raises(psycopg.errors.InsufficientPrivilege), as_user(conn, owner.user):
         conn.execute("select private.forecast_due_persons()")

@@ -28,7 +28,7 @@ from glucokit.model_store import (
 )
 from glucokit.queries import query
 from glucokit.retrain import retrain
-from glucokit.sessions import Connection, as_user, as_worker
+from glucokit.sessions import Connection, Purpose, as_user, as_worker
 from owners import Owner, ingest
 from test_registry import register
 
@@ -45,9 +45,9 @@ def folder_of(owner: Owner, version: str = "1.0.0") -> str:
 
 def test_a_model_round_trips_through_the_store(conn: Connection, owner: Owner, tmp_path: Path) -> None:
     store = LocalModelStore(tmp_path)
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         digest = save_model(store, conn, folder_of(owner), ARTIFACTS)
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         loaded = load_model(store, conn, folder_of(owner), digest)
     assert loaded.metadata == ARTIFACTS.metadata
     assert loaded.log == ARTIFACTS.log
@@ -64,7 +64,7 @@ def test_the_owner_reads_their_model_files_and_another_user_does_not(
     conn: Connection, owner: Owner, make_owner: Callable[[], Owner], tmp_path: Path
 ) -> None:
     store = LocalModelStore(tmp_path)
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         save_model(store, conn, folder_of(owner), ARTIFACTS)
     name = folder_of(owner) + METADATA_FILE
     with as_user(conn, owner.user):
@@ -79,37 +79,43 @@ def test_a_worker_cannot_write_outside_its_person_and_leaves_no_file(
 ) -> None:
     store = LocalModelStore(tmp_path)
     other = make_owner()
-    with pytest.raises(psycopg.errors.InsufficientPrivilege), as_worker(conn, owner.person):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         save_model(store, conn, folder_of(other), ARTIFACTS)
     assert not (tmp_path / "models" / str(other.user)).exists()
 
 
 def test_weights_that_are_not_the_registered_ones_are_refused(conn: Connection, owner: Owner, tmp_path: Path) -> None:
     store = LocalModelStore(tmp_path)
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         save_model(store, conn, folder_of(owner), ARTIFACTS)
-    with as_worker(conn, owner.person), pytest.raises(GlucokitError, match="are not the ones registered"):
+    with (
+        as_worker(conn, owner.person, Purpose.TRAINING, "test"),
+        pytest.raises(GlucokitError, match="are not the ones registered"),
+    ):
         load_model(store, conn, folder_of(owner), "0" * 64)
     (tmp_path / "models" / folder_of(owner) / WEIGHTS_FILE).write_bytes(b"tampered")
-    with as_worker(conn, owner.person), pytest.raises(GlucokitError, match="does not match the hash recorded"):
+    with (
+        as_worker(conn, owner.person, Purpose.TRAINING, "test"),
+        pytest.raises(GlucokitError, match="does not match the hash recorded"),
+    ):
         store.get(conn, folder_of(owner) + WEIGHTS_FILE)
 
 
 def test_files_of_a_transaction_that_never_committed_are_swept(conn: Connection, owner: Owner, tmp_path: Path) -> None:
     store = LocalModelStore(tmp_path)
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         kept = register(conn, owner, store)
     crashed = folder_of(owner, "1.1.0")
 
     def crash_after_upload() -> None:
-        with as_worker(conn, owner.person):
+        with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
             save_model(store, conn, crashed, ARTIFACTS)
             raise RuntimeError("killed after upload, before the transaction committed")
 
     with pytest.raises(RuntimeError):
         crash_after_upload()
     assert (tmp_path / "models" / crashed / WEIGHTS_FILE).exists()
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         swept = store.sweep(conn, person_folder(owner.user, owner.person))
     assert swept == sorted(crashed + name for name in (LOG_FILE, METADATA_FILE, WEIGHTS_FILE))
     assert not (tmp_path / "models" / crashed / WEIGHTS_FILE).exists()
@@ -123,13 +129,13 @@ def test_files_stored_but_never_registered_are_swept_and_registered_versions_kep
     """What a Supabase upload leaves when the worker dies before registering: committed objects, no model version."""
     store = LocalModelStore(tmp_path)
     other = make_owner()
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         kept = register(conn, owner, store)
     stranded = folder_of(owner, "1.1.0")
     for person, folder in ((owner, stranded), (other, folder_of(other, "1.0.0"))):
-        with as_worker(conn, person.person):
+        with as_worker(conn, person.person, Purpose.TRAINING, "test"):
             save_model(store, conn, folder, ARTIFACTS)
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         assert unregistered_folders(conn, person_folder(owner.user, owner.person)) == [stranded]
         swept = store.sweep(conn, person_folder(owner.user, owner.person))
         assert swept == sorted(stranded + name for name in (LOG_FILE, METADATA_FILE, WEIGHTS_FILE))
@@ -138,7 +144,9 @@ def test_files_stored_but_never_registered_are_swept_and_registered_versions_kep
         assert kept.artifact_sha256 is not None
         load_model(store, conn, kept.storage_path, kept.artifact_sha256)
     assert list((tmp_path / "models" / stranded).iterdir()) == []
-    with as_worker(conn, other.person):  # another person's unregistered files are not this sweep's business
+    with as_worker(
+        conn, other.person, Purpose.TRAINING, "test"
+    ):  # another person's unregistered files are not this sweep's business
         assert unregistered_folders(conn, person_folder(other.user, other.person)) == [folder_of(other, "1.0.0")]
     assert (tmp_path / "models" / folder_of(other, "1.0.0") / WEIGHTS_FILE).exists()
 
@@ -160,12 +168,12 @@ def test_a_retrain_sweeps_what_a_crashed_retrain_left_and_keeps_registered_versi
     crashed = folder_of(owner, "1.1.0")
     assert (tmp_path / "models" / crashed / WEIGHTS_FILE).exists()  # its rows rolled back with the retrain
     stranded = folder_of(owner, "2.0.0")  # what Supabase Storage keeps of such a crash: committed objects
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         save_model(store, conn, stranded, ARTIFACTS)
 
     assert retrain(conn, store, owner.person, "scheduled").version == "1.1.0"
     assert not (tmp_path / "models" / stranded / WEIGHTS_FILE).exists()
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         assert conn.execute(query("storage_folder_objects"), {"bucket": BUCKET, "folder": stranded}).fetchall() == []
         assert unregistered_folders(conn, person_folder(owner.user, owner.person)) == []
         models = registry.versions(conn, owner.person)
@@ -178,9 +186,9 @@ def test_a_retrain_sweeps_what_a_crashed_retrain_left_and_keeps_registered_versi
 
 def test_removing_a_version_deletes_its_rows_and_files(conn: Connection, owner: Owner, tmp_path: Path) -> None:
     store = LocalModelStore(tmp_path)
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         save_model(store, conn, folder_of(owner), ARTIFACTS)
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         removed = store.remove(conn, folder_of(owner))
     assert removed == sorted(folder_of(owner) + name for name in (LOG_FILE, METADATA_FILE, WEIGHTS_FILE))
     assert list((tmp_path / "models" / folder_of(owner)).iterdir()) == []

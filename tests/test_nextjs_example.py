@@ -33,7 +33,7 @@ from glucokit.ingest import Ingest
 from glucokit.model_store import LocalModelStore
 from glucokit.project import NODE_BIN, PRISMA_SCHEMA, PROJECT_DIR, SIMULATED_DIR
 from glucokit.retrain import retrain
-from glucokit.sessions import as_user, as_worker
+from glucokit.sessions import Purpose, as_user, as_worker
 from glucokit.urls import with_host
 from owners import Owner, ingest
 from test_api import SECRET
@@ -138,7 +138,7 @@ def forecasts(
         ingest(conn, alice, later)
         write_forecasts(conn, store, alice.person)
         retrain(conn, store, alice.person, "user_request", settings=RIDGE)
-        with as_worker(conn, alice.person):
+        with as_worker(conn, alice.person, Purpose.TRAINING, "test"):
             newer = registry.latest(conn, alice.person)
             assert newer is not None
             if newer.stage != "active":

@@ -13,7 +13,7 @@ from glucokit import registry
 from glucokit.errors import GlucokitError
 from glucokit.model_store import LocalModelStore, ModelArtifacts, model_folder, save_model
 from glucokit.registry import Candidate, ModelVersion
-from glucokit.sessions import Connection, as_user, as_worker
+from glucokit.sessions import Connection, Purpose, as_user, as_worker
 from owners import Owner
 from test_cli import glucokit
 
@@ -42,7 +42,7 @@ def register(conn: Connection, owner: Owner, store: LocalModelStore, candidate: 
 
 
 def stages(conn: Connection, owner: Owner) -> dict[str, str]:
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         return {model.version: model.stage for model in registry.versions(conn, owner.person)}
 
 
@@ -59,17 +59,17 @@ def test_versions_bump_minor_for_a_retrain_and_major_for_new_features() -> None:
 
 def test_a_challenger_wins_or_is_rejected_with_its_reason(conn: Connection, owner: Owner, tmp_path: Path) -> None:
     store = LocalModelStore(tmp_path)
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         first = register(conn, owner, store)
         registry.activate(conn, owner.person, first, reason="first model")
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         loser = register(conn, owner, store)
         registry.reject(conn, loser, reason="RMSE 30 min 16.2 vs active 15.9 on the same holdout")
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         winner = register(conn, owner, store, Candidate(**{**CANDIDATE.__dict__, "features": ["glucose_12", "carbs"]}))
         registry.activate(conn, owner.person, winner, reason="RMSE 30 min 14.8 vs active 15.9")
     assert stages(conn, owner) == {"1.0.0": "archived", "1.1.0": "rejected", "2.0.0": "active"}
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         reasons = {model.version: model.stage_reason for model in registry.versions(conn, owner.person)}
     assert reasons["1.1.0"] == "RMSE 30 min 16.2 vs active 15.9 on the same holdout"
     assert reasons["1.0.0"] == "replaced by 2.0.0"
@@ -78,13 +78,16 @@ def test_a_challenger_wins_or_is_rejected_with_its_reason(conn: Connection, owne
 def test_rollback_restores_the_previous_version(conn: Connection, owner: Owner, tmp_path: Path) -> None:
     store = LocalModelStore(tmp_path)
     for _ in range(2):
-        with as_worker(conn, owner.person):
+        with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
             registry.activate(conn, owner.person, register(conn, owner, store), reason="better")
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         restored = registry.rollback(conn, owner.person, reason="live error above the trained error")
     assert restored.version == "1.0.0"
     assert stages(conn, owner) == {"1.0.0": "active", "1.1.0": "archived"}
-    with as_worker(conn, owner.person), pytest.raises(GlucokitError, match="no earlier version to roll back to"):
+    with (
+        as_worker(conn, owner.person, Purpose.TRAINING, "test"),
+        pytest.raises(GlucokitError, match="no earlier version to roll back to"),
+    ):
         registry.rollback(conn, owner.person, reason="again")
 
 
@@ -95,7 +98,7 @@ def test_the_models_command_lists_versions_and_rolls_back(
     person = ["--person", str(owner.person), "--database-url", database_url]
     assert glucokit("models", "list", *person).returncode == 3
     for _ in range(2):
-        with as_worker(conn, owner.person):
+        with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
             registry.activate(conn, owner.person, register(conn, owner, store), reason="better")
     listed = glucokit("models", "list", *person)
     assert listed.returncode == 0, listed.stderr
@@ -115,11 +118,11 @@ def test_the_models_command_lists_versions_and_rolls_back(
 
 def test_a_worker_killed_mid_registration_leaves_no_model(conn: Connection, owner: Owner, tmp_path: Path) -> None:
     store = LocalModelStore(tmp_path)
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         registry.activate(conn, owner.person, register(conn, owner, store), reason="first")
 
     def killed_before_commit() -> None:
-        with as_worker(conn, owner.person):
+        with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
             model = register(conn, owner, store)
             registry.activate(conn, owner.person, model, reason="better")
             raise KeyboardInterrupt  # the process dies before the transaction commits
@@ -131,7 +134,7 @@ def test_a_worker_killed_mid_registration_leaves_no_model(conn: Connection, owne
 
 def test_users_read_their_models_but_cannot_promote_one(conn: Connection, owner: Owner, tmp_path: Path) -> None:
     store = LocalModelStore(tmp_path)
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         candidate = register(conn, owner, store)
     with as_user(conn, owner.user):
         assert [model.version for model in registry.versions(conn, owner.person)] == ["1.0.0"]

@@ -14,7 +14,7 @@ from glucokit.ingest import Ingest
 from glucokit.model_store import LocalModelStore
 from glucokit.project import SIMULATED_DIR
 from glucokit.retrain import load_state, person_readings, retrain
-from glucokit.sessions import Connection, as_user, as_worker
+from glucokit.sessions import Connection, Purpose, as_user, as_worker
 from owners import Owner, ingest
 
 
@@ -34,7 +34,7 @@ def test_the_first_model_is_trained_stored_registered_and_active(
     assert (result.version, result.activated) == ("1.0.0", True)
     assert result.reason.startswith("first trained model: holdout RMSE ")
     assert result.test["rmse_30"] < 25
-    with as_worker(conn, simulated.person):
+    with as_worker(conn, simulated.person, Purpose.TRAINING, "test"):
         (model,) = registry.versions(conn, simulated.person)
         state = load_state(conn, store, model)
         glucose, carbs, insulin = person_readings(conn, simulated.person)
@@ -56,7 +56,7 @@ def test_a_retrain_that_is_not_better_is_rejected_with_its_reason(
     assert (second.version, second.activated) == ("1.1.0", False)
     assert second.reason.startswith("not better: holdout RMSE ")
     assert second.reason.endswith("mg/dL of active 1.0.0")
-    with as_worker(conn, simulated.person):
+    with as_worker(conn, simulated.person, Purpose.TRAINING, "test"):
         assert {model.version: model.stage for model in registry.versions(conn, simulated.person)} == {
             "1.0.0": "active",
             "1.1.0": "rejected",
@@ -69,7 +69,7 @@ def test_too_little_data_gets_a_baseline_flagged_as_fallback(conn: Connection, o
     assert result.activated
     assert result.algorithm in {"persistence", "ar2"}
     assert result.reason.startswith("baseline fallback (")
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         (model,) = registry.versions(conn, owner.person)
     assert (model.is_fallback, model.stage) == (True, "active")
 

@@ -17,7 +17,7 @@ from glucokit.ingest import Ingest
 from glucokit.model_store import LocalModelStore
 from glucokit.project import PROJECT_DIR, SIMULATED_DIR
 from glucokit.retrain_job import Shard
-from glucokit.sessions import Connection, as_user, as_worker
+from glucokit.sessions import Connection, Purpose, as_user, as_worker
 from owners import Owner
 
 
@@ -28,7 +28,7 @@ def with_simulated_data(conn: Connection, owner: Owner, bundle: str = "child-001
 
 
 def active_version(conn: Connection, owner: Owner) -> str | None:
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         model = registry.active(conn, owner.person)
     return None if model is None else model.version
 
@@ -153,7 +153,7 @@ def test_a_job_killed_mid_training_leaves_nothing_and_the_retry_finishes(
         _wait_for(lambda: count(sessions) == 0, "the server to drop the killed worker's session")
 
         assert active_version(conn, owner) is None
-        with as_worker(conn, owner.person):
+        with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
             assert registry.versions(conn, owner.person) == []
             assert conn.execute("select count(*) from public.training_run").fetchone() == (0,)
         assert request_status(conn, owner) == ["running"]  # claimed, and hidden until the lease runs out
@@ -167,7 +167,7 @@ def test_a_job_killed_mid_training_leaves_nothing_and_the_retry_finishes(
     assert retry.returncode == 0, retry.stderr
     assert retry.stdout.splitlines()[-1] == "task 0/1: 1 retrained, 0 failed, queue drained"
     assert active_version(conn, owner) == "1.0.0"
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         runs = conn.execute("select attempt, status::text from public.training_run").fetchall()
     assert runs == [(2, "succeeded")]
     assert request_status(conn, owner) == ["done"]

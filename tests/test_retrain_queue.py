@@ -16,7 +16,7 @@ from fhir_samples import bundle, cgm
 from glucokit import migrate, retrain_queue
 from glucokit.ingest import Ingest, Limits
 from glucokit.retrain_queue import Claim, ClaimLost, Outcome, RateLimited, Trigger
-from glucokit.sessions import Connection, as_anon, as_user, as_worker
+from glucokit.sessions import Connection, Purpose, as_anon, as_user, as_worker
 from glucokit.units import CARBOHYDRATE_CODE
 from owners import Owner
 
@@ -204,16 +204,16 @@ def test_scheduled_sweep_queues_persons_with_old_models(db: Connection, make_own
         retrain_queue.enqueue_due(db, timedelta(days=7))
     assert [(t, s) for t, s, _, _ in requests(db, stale)] == [("scheduled", "failed")]
     # A scoped worker transaction cannot sweep.
-    with pytest.raises(psycopg.errors.InsufficientPrivilege), as_worker(db, stale.person):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), as_worker(db, stale.person, Purpose.TRAINING, "test"):
         retrain_queue.enqueue_due(db, timedelta(days=7))
 
 
 def test_the_performance_hook_is_scoped(db: Connection, make_owner: Callable[[], Owner]) -> None:
     mine, other = make_owner(), make_owner()
-    with as_worker(db, mine.person):
+    with as_worker(db, mine.person, Purpose.TRAINING, "test"):
         retrain_queue.enqueue(db, mine.person, Trigger.PERFORMANCE, "rmse_30 up 20 %")
     assert [(t, s) for t, s, _, _ in requests(db, mine)] == [("performance", "queued")]
-    with pytest.raises(psycopg.errors.InsufficientPrivilege), as_worker(db, mine.person):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), as_worker(db, mine.person, Purpose.TRAINING, "test"):
         retrain_queue.enqueue(db, other.person, Trigger.PERFORMANCE)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from glucokit import sessions
 from glucokit.policies import ProbeWorld
-from glucokit.sessions import Connection
+from glucokit.sessions import Connection, Purpose
 
 
 def _refused(conn: Connection, statement: str, params: tuple[object, ...] | dict[str, object] = ()) -> str:
@@ -137,25 +137,25 @@ def test_worker_without_scope_sees_nothing(conn: Connection, world: ProbeWorld) 
 def test_worker_scope_cannot_move_to_another_person_in_the_same_transaction(
     conn: Connection, world: ProbeWorld
 ) -> None:
-    with conn.transaction(force_rollback=True), sessions.as_worker(conn, world.a.person):
-        message = _refused(conn, "select private.begin_person_scope(%s)", (world.b.person,))
+    with conn.transaction(force_rollback=True), sessions.as_worker(conn, world.a.person, Purpose.TRAINING, "test"):
+        message = _refused(conn, "select private.begin_person_scope(%s, 'training', 'test')", (world.b.person,))
     assert "already scoped" in message
 
 
 def test_worker_scope_ends_with_its_transaction(conn: Connection, world: ProbeWorld) -> None:
-    with sessions.as_worker(conn, world.a.person):
+    with sessions.as_worker(conn, world.a.person, Purpose.TRAINING, "test"):
         assert conn.execute("select count(*) from public.person").fetchone() == (1,)
     with sessions.as_worker(conn, None):
         assert conn.execute("select count(*) from public.person").fetchone() == (0,)
 
 
 def test_worker_scope_needs_an_existing_person(conn: Connection) -> None:
-    with pytest.raises(psycopg.errors.NoDataFound), sessions.as_worker(conn, uuid4()):
+    with pytest.raises(psycopg.errors.NoDataFound), sessions.as_worker(conn, uuid4(), Purpose.TRAINING, "test"):
         pass
 
 
 def test_worker_in_one_scope_cannot_write_for_another_person(conn: Connection, world: ProbeWorld) -> None:
-    with conn.transaction(force_rollback=True), sessions.as_worker(conn, world.a.person):
+    with conn.transaction(force_rollback=True), sessions.as_worker(conn, world.a.person, Purpose.TRAINING, "test"):
         _refused(
             conn,
             "insert into public.training_run (person_id, trigger) values (%s, 'initial')",
@@ -169,7 +169,7 @@ def test_worker_cannot_anchor_a_forecast_to_another_persons_observation(conn: Co
     with (
         pytest.raises(psycopg.errors.ForeignKeyViolation, match="does not belong to person"),
         conn.transaction(force_rollback=True),
-        sessions.as_worker(conn, world.a.person),
+        sessions.as_worker(conn, world.a.person, Purpose.TRAINING, "test"),
     ):
         conn.execute(
             """insert into public.prediction_source (prediction_id, person_id, observation_id, observation_effective_at)
@@ -200,12 +200,12 @@ def test_worker_cannot_store_outside_its_persons_folder(conn: Connection, world:
         a_person=world.a.person,
         b_person=world.b.person,
     )
-    with conn.transaction(force_rollback=True), sessions.as_worker(conn, world.a.person):
+    with conn.transaction(force_rollback=True), sessions.as_worker(conn, world.a.person, Purpose.TRAINING, "test"):
         _refused(conn, "insert into storage.objects (bucket_id, name) values ('models', %s)", (resolved,))
 
 
 def test_worker_stores_files_in_its_persons_folder(conn: Connection, world: ProbeWorld) -> None:
-    with conn.transaction(force_rollback=True), sessions.as_worker(conn, world.a.person):
+    with conn.transaction(force_rollback=True), sessions.as_worker(conn, world.a.person, Purpose.TRAINING, "test"):
         conn.execute(
             "insert into storage.objects (bucket_id, name) values ('models', %s)",
             (world.a.folder.replace("v1.0.0", "v1.1.0") + "training_log.txt",),

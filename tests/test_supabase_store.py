@@ -48,7 +48,7 @@ from glucokit.model_store import (
 from glucokit.project import MIGRATIONS_DIR, MODEL_STORE_DIR, PROJECT_DIR
 from glucokit.queries import query
 from glucokit.retrain import load_state, retrain
-from glucokit.sessions import Connection, as_worker
+from glucokit.sessions import Connection, Purpose, as_worker
 from owners import Owner, ingest
 from test_registry import register
 
@@ -63,7 +63,7 @@ def store() -> SupabaseModelStore:
 
 def token_claims(conn: Connection, person: UUID) -> dict[str, object]:
     """The claims of the token the store signs inside ``person``'s scope, as Storage verifies them."""
-    with as_worker(conn, person):
+    with as_worker(conn, person, Purpose.TRAINING, "test"):
         token = store().worker_token(conn)
     claims: dict[str, object] = jwt.decode(token, SECRET, algorithms=["HS256"])
     return claims
@@ -113,7 +113,7 @@ def two(conn: Connection, make_owner: Callable[[], Owner]) -> Iterator[tuple[Own
 
 
 def test_the_worker_token_names_the_scoped_person_and_expires_within_minutes(conn: Connection, owner: Owner) -> None:
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         token = store().worker_token(conn)
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
     claims = jwt.decode(token, SECRET, algorithms=["HS256"])
@@ -141,7 +141,7 @@ def test_a_worker_token_writes_reads_and_removes_its_persons_files_only(
     claims = token_claims(conn, owner.person)
     with storage_request(conn, claims):
         put_row(conn, file_in(owner))
-    with as_worker(conn, other.person):
+    with as_worker(conn, other.person, Purpose.TRAINING, "test"):
         put_row(conn, file_in(other))
     with storage_request(conn, claims):
         assert visible(conn, f"{owner.user}/") == [file_in(owner)]
@@ -153,7 +153,7 @@ def test_a_worker_token_writes_reads_and_removes_its_persons_files_only(
         assert removed.fetchall() == []
         removed = conn.execute(query("storage_remove_folder"), {"bucket": BUCKET, "folder": f"{owner.user}/"})
         assert [name for (name,) in removed] == [file_in(owner)]
-    with as_worker(conn, other.person):
+    with as_worker(conn, other.person, Purpose.TRAINING, "test"):
         assert visible(conn, f"{other.user}/") == [file_in(other)]
 
 
@@ -173,7 +173,7 @@ def test_a_token_without_a_valid_person_claim_reaches_nothing(
     conn: Connection, two: tuple[Owner, Owner], claims: Mapping[str, object] | str
 ) -> None:
     owner, _ = two
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         put_row(conn, file_in(owner))
     request = {"role": "glucokit_worker"} if isinstance(claims, str) else claims
     with storage_request(conn, request):
@@ -190,7 +190,7 @@ def test_a_scoped_transaction_keeps_its_scope_whatever_the_claims_say(
 ) -> None:
     owner, other = two
     claims = json.dumps(token_claims(conn, other.person))
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         conn.execute("select set_config('request.jwt.claims', %s, true)", (claims,))
         put_row(conn, file_in(owner))
         with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
@@ -250,7 +250,7 @@ def test_the_sweep_selects_the_folders_no_version_registers(
 ) -> None:
     """What a Supabase sweep removes through Storage: objects a crashed retrain's uploads committed, unregistered."""
     owner, other = two
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         kept = register(conn, owner, LocalModelStore(tmp_path))
     claims = token_claims(conn, owner.person)
     for version in ("1.1.0", "2.0.0"):
@@ -259,13 +259,13 @@ def test_the_sweep_selects_the_folders_no_version_registers(
                 put_row(conn, file_in(owner, version, file))
     with storage_request(conn, token_claims(conn, other.person)):
         put_row(conn, file_in(other, "1.0.0"))
-    with as_worker(conn, owner.person):
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
         assert unregistered_folders(conn, person_folder(owner.user, owner.person)) == [
             model_folder(owner.user, owner.person, "1.1.0"),
             model_folder(owner.user, owner.person, "2.0.0"),
         ]
     assert kept.storage_path == model_folder(owner.user, owner.person, "1.0.0")
-    with as_worker(conn, other.person):
+    with as_worker(conn, other.person, Purpose.TRAINING, "test"):
         assert unregistered_folders(conn, person_folder(other.user, other.person)) == [
             model_folder(other.user, other.person, "1.0.0")
         ]
@@ -333,7 +333,7 @@ def test_the_supabase_store_through_a_real_projects_storage(
             with pytest.raises(RuntimeError, match="killed"):
                 retrain(conn, supabase, owner.person, "scheduled")
         crashed = model_folder(owner.user, owner.person, "1.1.0")
-        with as_worker(conn, owner.person):
+        with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
             # Storage committed the uploads; the registration rolled back with the worker's transaction.
             assert visible(conn, crashed) == [crashed + file for file in FILES]
             assert supabase.sweep(conn, person_folder(owner.user, owner.person)) == [crashed + file for file in FILES]
@@ -347,12 +347,12 @@ def test_the_supabase_store_through_a_real_projects_storage(
             with pytest.raises(GlucokitError, match="Supabase Storage refused to store"):
                 supabase.put(conn, file_in(other, "9.0.0"), b"{}", "application/json")
             assert supabase.remove(conn, model_folder(other.user, other.person, "1.0.0")) == []
-        with as_worker(conn, other.person):
+        with as_worker(conn, other.person, Purpose.TRAINING, "test"):
             assert supabase.get(conn, theirs)[:8]  # still there, readable in its own person's scope
         assert retrain(conn, supabase, owner.person, "scheduled").version == "1.1.0"
     finally:
         for person in two:
-            with as_worker(conn, person.person):
+            with as_worker(conn, person.person, Purpose.TRAINING, "test"):
                 for model in registry.versions(conn, person.person):
                     assert model.storage_path is not None
                     supabase.remove(conn, model.storage_path)

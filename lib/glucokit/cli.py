@@ -8,17 +8,22 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any, get_args
 from uuid import UUID
+
+import psycopg
 
 from glucokit import (
     advisors,
     database,
     demo,
+    experiments,
     export,
     ingest,
     migrate,
+    patterns,
     pgtap,
     policies,
     prisma_check,
@@ -30,10 +35,11 @@ from glucokit.chart import ChartFormat, render
 from glucokit.disclaimer import LANGUAGES
 from glucokit.errors import GlucokitError
 from glucokit.fhir import FHIR_VERSIONS
+from glucokit.forecast.pipeline import FAMILIES
 from glucokit.model_store import LocalModelStore
 from glucokit.project import DEMO_CHARTS_DIR, MODEL_STORE_DIR, PRISMA_SCHEMA
 from glucokit.queries import query
-from glucokit.sessions import Connection, as_user, as_worker
+from glucokit.sessions import Connection, Purpose, as_user, as_worker
 
 
 def _db_start(args: argparse.Namespace) -> int:
@@ -277,7 +283,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _models_list(args: argparse.Namespace) -> int:
     target = database.target(args.database_url)
-    with database.connect(target.url) as conn, as_worker(conn, args.person):
+    with (
+        database.connect(target.url) as conn,
+        as_worker(conn, args.person, Purpose.TRAINING, "operator: list model versions"),
+    ):
         found = registry.versions(conn, args.person)
     if not found:
         print(f"person {args.person} has no model versions")
@@ -298,9 +307,48 @@ def _models_list(args: argparse.Namespace) -> int:
 
 def _models_rollback(args: argparse.Namespace) -> int:
     target = database.target(args.database_url)
-    with database.connect(target.url) as conn, as_worker(conn, args.person):
+    with (
+        database.connect(target.url) as conn,
+        as_worker(conn, args.person, Purpose.TRAINING, f"operator: roll back ({args.reason})"),
+    ):
         restored = registry.rollback(conn, args.person, reason=args.reason)
     print(f"person {args.person}: version {restored.version} ({restored.algorithm}) is active again")
+    return 0
+
+
+def _patterns_compute(args: argparse.Namespace) -> int:
+    target = database.target(args.database_url)
+    with database.connect(target.url) as conn:
+        if args.all:
+            if args.full:
+                raise GlucokitError("--full recomputes one person's days: use it with --person")
+            run = patterns.refresh_due(conn, on_refresh=lambda done: print(done.summary()))
+            for person, error in run.failed.items():
+                print(f"person {person}: failed: {error}")
+            return 1 if run.failed else 0
+        try:
+            done = patterns.refresh(conn, args.person, full=args.full, reason="operator: compute day patterns")
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.NoDataFound) as refused:
+            raise GlucokitError(refused.diag.message_primary or str(refused)) from None
+    print(done.summary())
+    for skipped in done.skipped:
+        print(f"  skipped {skipped.day}: {skipped.reason}")
+    return 0
+
+
+def _patterns_similar(args: argparse.Namespace) -> int:
+    target = database.target(args.database_url)
+    with database.connect(target.url) as conn:
+        user = _person_owner(conn, args.person, args.user)
+        with as_user(conn, user):
+            found = patterns.similar_days(conn, args.person, args.day, args.limit)
+    if found is None:
+        raise GlucokitError(f"person {args.person} has no day pattern for {args.day} (or is not yours)")
+    for rank, similar in enumerate(found, 1):
+        print(
+            f"{rank:>3}  {similar.day}  {similar.rms_difference_mg_dl:6.1f} mg/dL RMS difference  "
+            f"({similar.readings} readings, {similar.filled_slots} half-hours filled)"
+        )
     return 0
 
 
@@ -394,6 +442,38 @@ def _add_data_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     evaluate_command.set_defaults(handler=_evaluate)
 
 
+def _add_pattern_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """patterns compute and patterns similar."""
+    day_patterns = commands.add_parser("patterns", help="day patterns: each day's glucose profile, and similar days")
+    patterns_commands = day_patterns.add_subparsers(dest="patterns_command", required=True, metavar="ACTION")
+    compute_command = patterns_commands.add_parser(
+        "compute", help="compute the day patterns of ended days (as a worker, for pattern search)", parents=[common]
+    )
+    who = compute_command.add_mutually_exclusive_group(required=True)
+    who.add_argument("--person", type=UUID, metavar="ID", help="this person's days")
+    who.add_argument(
+        "--all", action="store_true", help="every consenting person with ended days after their newest pattern"
+    )
+    compute_command.add_argument(
+        "--full", action="store_true", help="recompute every day, removing days that no longer qualify (--person)"
+    )
+    compute_command.set_defaults(handler=_patterns_compute)
+    similar_command = patterns_commands.add_parser(
+        "similar", help="the person's days most like one day (as the owner, under row-level security)",
+        parents=[common],
+    )  # fmt: skip
+    similar_command.add_argument("--person", type=UUID, required=True, metavar="ID")
+    similar_command.add_argument("--day", type=date.fromisoformat, required=True, metavar="YYYY-MM-DD")
+    similar_command.add_argument(
+        "--limit", type=int, default=10, choices=range(1, patterns.MAX_SIMILAR + 1), metavar="K",
+        help=f"how many days (1-{patterns.MAX_SIMILAR})",
+    )  # fmt: skip
+    similar_command.add_argument(
+        "--user", type=UUID, metavar="ID", help="act as this signed-in user (default: the person's owner)"
+    )
+    similar_command.set_defaults(handler=_patterns_similar)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -472,11 +552,146 @@ def build_parser() -> argparse.ArgumentParser:
     rollback_command.add_argument("--reason", required=True, help="kept with both versions' stage")
     rollback_command.set_defaults(handler=_models_rollback)
 
+    _add_pattern_commands(commands, common)
+
+    _add_experiment_commands(commands, common)
+
     demo_command = commands.add_parser(
         "demo", help="migrate, load the demo data set and show what each demo user sees", parents=[common]
     )
     demo_command.set_defaults(handler=_demo)
     return parser
+
+
+def _variant_spec(text: str) -> experiments.Variant:
+    """An experiment variant from NAME=FAMILY[,FAMILY...][:WEIGHT]."""
+    name, equals, rest = text.partition("=")
+    families, colon, weight = rest.partition(":")
+    if not equals or not families or (colon and not weight.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=FAMILY[,FAMILY...][:WEIGHT] (e.g. b=network,ridge:1)")
+    try:
+        return experiments.Variant(name, tuple(f.strip() for f in families.split(",")), int(weight) if colon else 1)
+    except ValueError as bad:
+        raise argparse.ArgumentTypeError(str(bad)) from None
+
+
+def _experiments_create(args: argparse.Namespace) -> int:
+    target = database.target(args.database_url)
+    try:
+        rule = experiments.Rule(
+            args.horizon, args.alpha, args.mixture_sd, args.min_points, args.min_persons, args.max_persons
+        )
+        with database.connect(target.url) as conn:
+            made = experiments.create(conn, args.key, args.description, args.variant, rule)
+    except ValueError as bad:
+        print(f"glucokit: error: {bad}", file=sys.stderr)
+        return 2
+    print(f"experiment {made.key} created (draft); start it with: glucokit experiments start {made.key}")
+    return 0
+
+
+def _experiments_transition(args: argparse.Namespace) -> int:
+    target = database.target(args.database_url)
+    with database.connect(target.url) as conn:
+        done = experiments.transition(conn, args.key, args.experiments_command)
+    print(f"experiment {done.key} is {done.status}")
+    return 0
+
+
+def _print_experiment(conn: Connection, experiment: experiments.Experiment) -> None:
+    rule = experiment.rule
+    started = f", started {experiment.started_at:%Y-%m-%d %H:%M}" if experiment.started_at else ""
+    print(f"{experiment.key}  {experiment.status}{started}  {experiment.description}")
+    print(
+        f"  rule: mixture SPRT on per-person MAE at {rule.horizon_minutes} min, alpha {rule.alpha}, "
+        f"mixture sd {rule.mixture_sd} mg/dL, >= {rule.min_points_per_person} points per person, "
+        f">= {rule.min_persons_per_variant} persons per variant"
+        + (f", futility at {rule.max_persons_per_variant}" if rule.max_persons_per_variant else "")
+    )
+    counts = {row.variant: row for row in experiments.counts(conn, experiment)}
+    analysis = experiments.analyse(conn, experiment)
+    measured = {metrics.variant: metrics for metrics in analysis.metrics}
+    for variant in experiment.variants:
+        count, metrics = counts.get(variant.name), measured[variant.name]
+        print(
+            f"  {variant.name:<12} weight {variant.weight:<4} {','.join(variant.families):<24}"
+            f" assigned {count.assigned if count else 0}, exposed {count.exposed if count else 0},"
+            f" contaminated {count.contaminated if count else 0}; {metrics.persons} persons, {metrics.points} points:"
+            f" MAE {metrics.mae:.2f}, RMSE {metrics.rmse:.2f} mg/dL, coverage {metrics.coverage:.1%}"
+        )
+    for person, why in analysis.excluded.items():
+        print(f"  left out {person}: {why}")
+    if analysis.verdict is not None:
+        print(f"  rule: {analysis.verdict.decision}: {analysis.verdict.reason}")
+
+
+def _experiments_status(args: argparse.Namespace) -> int:
+    target = database.target(args.database_url)
+    with database.connect(target.url) as conn:
+        found = [experiments.get(conn, args.key)] if args.key else experiments.all_experiments(conn)
+        if args.json:
+            print(json.dumps([experiments.analyse(conn, e).as_json() for e in found], indent=2))
+        for experiment in found if not args.json else ():
+            _print_experiment(conn, experiment)
+    if not found:
+        print("no experiments")
+        return 3
+    return 0
+
+
+def _experiments_decide(args: argparse.Namespace) -> int:
+    target = database.target(args.database_url)
+    with database.connect(target.url) as conn:
+        experiment = experiments.get(conn, args.key)
+        analysis = experiments.analyse(conn, experiment)
+        assert analysis.verdict is not None
+        if analysis.verdict.decision == "continue":
+            print(f"experiment {experiment.key}: continue: {analysis.verdict.reason}")
+            return 3
+        experiments.record_decision(conn, experiment, analysis)
+    print(f"experiment {experiment.key} decided: {analysis.verdict.decision}: {analysis.verdict.reason}")
+    return 0
+
+
+def _add_experiment_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """create, start, stop, status and decide A/B experiments over model families (as the database owner)."""
+    parser = commands.add_parser("experiments", help="A/B experiments over model families across persons")
+    actions = parser.add_subparsers(dest="experiments_command", required=True, metavar="ACTION")
+    keyed = argparse.ArgumentParser(add_help=False, parents=[common])
+    keyed.add_argument("key", help="the experiment's key")
+    create = actions.add_parser("create", help="define a draft experiment with two variants", parents=[keyed])
+    create.add_argument("--description", required=True, help="what the experiment compares, and why")
+    create.add_argument(
+        "--variant", type=_variant_spec, action="append", required=True, metavar="NAME=FAMILY[,FAMILY][:WEIGHT]",
+        help=f"a variant: its name, model families (of {', '.join(FAMILIES)}) and weight (default 1); twice",
+    )  # fmt: skip
+    defaults = experiments.Rule()
+    for flag, kind, default, help_text in (
+        ("--horizon", int, defaults.horizon_minutes, "forecast horizon compared, minutes"),
+        ("--alpha", float, defaults.alpha, "type-I error rate of the decision rule"),
+        ("--mixture-sd", float, defaults.mixture_sd, "mixture standard deviation of the MAE difference, mg/dL"),
+        ("--min-points", int, defaults.min_points_per_person, "forecast points with an outcome a person needs"),
+        ("--min-persons", int, defaults.min_persons_per_variant, "persons per variant before the rule may stop"),
+        ("--max-persons", int, None, "persons per variant after which the rule stops for futility"),
+    ):
+        create.add_argument(flag, type=kind, default=default, help=f"{help_text} (default: {default})")
+    create.set_defaults(handler=_experiments_create)
+    for action, help_text in (
+        ("start", "start a draft experiment: persons are assigned at their next retrain"),
+        ("stop", "stop a running experiment without a decision"),
+    ):
+        actions.add_parser(action, help=help_text, parents=[keyed]).set_defaults(handler=_experiments_transition)
+    status = actions.add_parser(
+        "status", help="variants, assignments, per-variant metrics and the rule's verdict (exit 3: none)",
+        parents=[common],
+    )  # fmt: skip
+    status.add_argument("key", nargs="?", help="one experiment (default: all)")
+    status.add_argument("--json", action="store_true", help="the analyses as JSON")
+    status.set_defaults(handler=_experiments_status)
+    decide = actions.add_parser(
+        "decide", help="apply the decision rule; record the decision when it stops (exit 3: continue)", parents=[keyed]
+    )
+    decide.set_defaults(handler=_experiments_decide)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,7 +32,7 @@ from glucokit.model_store import LocalModelStore, person_folder
 from glucokit.project import SIMULATED_DIR
 from glucokit.queries import query
 from glucokit.retrain import RetrainResult
-from glucokit.sessions import Connection
+from glucokit.sessions import Connection, Purpose
 
 _NAMESPACE = UUID("6f1c4f8e-2b7a-4f7e-9a51-2f0c6f9d1e11")
 
@@ -79,6 +79,7 @@ def load(conn: Connection, store: LocalModelStore, progress: Callable[[str], Non
             conn.execute(query("demo_upsert_user"), {"id": user.id, "email": user.email})
             for person in user.persons:
                 conn.execute(query("demo_reset_person"), {"id": person.id})
+                conn.execute(query("demo_forget_erasure"), {"id": person.id})
                 conn.execute(
                     query("demo_insert_person"),
                     {"id": person.id, "owner_id": user.id, "display_name": person.display_name},
@@ -118,7 +119,7 @@ def models_table(conn: Connection) -> str:
     lines = [header, "-" * len(header)]
     for user in DEMO_USERS:
         for person in user.persons:
-            with sessions.as_worker(conn, person.id):
+            with sessions.as_worker(conn, person.id, Purpose.TRAINING, "demo: summarise the active model"):
                 model = registry.active(conn, person.id)
             if model is None:
                 lines.append(f"{person.display_name:<8}(no model)")

@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 from typing import Final
 from uuid import UUID
 
+from glucokit import consent, monitoring
 from glucokit.forecast import HORIZON_MINUTES
 from glucokit.forecasts import ForecastWrite, write_forecasts
 from glucokit.model_store import ModelStore
+from glucokit.monitoring import MonitorReport
 from glucokit.queries import query
 from glucokit.retrain_job import Shard, stop_reason
-from glucokit.sessions import Connection, as_worker
+from glucokit.sessions import Connection, Purpose, as_worker
 
 PAGE: Final = 500
 
@@ -35,6 +37,8 @@ class ForecastJobReport:
 
     written: list[ForecastWrite] = field(default_factory=list)
     failed: dict[UUID, str] = field(default_factory=dict)  # person -> error
+    refused: list[UUID] = field(default_factory=list)  # persons without consent to forecasting
+    monitored: list[MonitorReport] = field(default_factory=list)  # outcomes and model checks, before the forecasts
     stopped: str = "every due person visited"
 
     @property
@@ -73,7 +77,11 @@ def run(
             if reason := stop_reason(stop, deadline):
                 report.stopped = reason
                 return report
+            if not consent.in_force(conn, person, Purpose.FORECASTING):
+                report.refused.append(person)
+                continue
             try:
+                report.monitored.append(monitoring.monitor(conn, person))
                 written = write_forecasts(conn, store, person, horizons=horizons)
             except Exception as failure:
                 report.failed[person] = repr(failure)

@@ -39,7 +39,7 @@ from glucokit.forecast.windows import EVENT_STEPS, INPUT_STEPS
 from glucokit.model_store import ModelStore
 from glucokit.queries import query
 from glucokit.retrain import load_state
-from glucokit.sessions import Connection, as_worker
+from glucokit.sessions import Connection, Purpose, as_worker
 from glucokit.units import CARBOHYDRATE_CODE, CGM_CODES, INSULIN_CODE
 from glucokit.validation import WITHDRAWN
 
@@ -108,11 +108,12 @@ def write_forecasts(
     horizons: Sequence[int] = HORIZON_MINUTES,
     backfill: timedelta = BACKFILL,
     now: datetime | None = None,
+    reason: str = "forecast from new readings",
 ) -> ForecastWrite:
     """Forecasts from the person's readings that the active model has not forecast from; see the module docstring."""
     wanted = check_horizons(horizons)
     report = ForecastWrite(person_id)
-    with as_worker(conn, person_id):
+    with as_worker(conn, person_id, Purpose.FORECASTING, reason):
         model = registry.active(conn, person_id)
         if model is None:
             report.reason = "no active model"

@@ -28,12 +28,15 @@ from uuid import UUID, uuid5
 
 from psycopg import sql
 
+from glucokit.consent import Purpose
 from glucokit.errors import GlucokitError
 from glucokit.project import PROJECT_DIR, SUPABASE_DIR
 from glucokit.queries import query
 from glucokit.sessions import (
+    WORKER_PURPOSE_SETTING,
     WORKER_SCOPE_SETTING,
     Connection,
+    Scope,
     Statement,
     become_role,
     become_worker,
@@ -236,16 +239,16 @@ def _become(actor: str, world: ProbeWorld) -> list[Statement]:
         user = world.a.user if actor == "owner" else world.b.user
         return [become_role("authenticated", user_claims(user))]
     if actor.startswith("worker_"):
-        scope = {"worker_in_scope": world.a.person, "worker_other_scope": world.b.person}.get(actor)
-        return become_worker(scope)
+        person = {"worker_in_scope": world.a.person, "worker_other_scope": world.b.person}.get(actor)
+        return become_worker(None if person is None else Scope(person, Purpose.TRAINING, "access matrix probe"))
     if actor == "service_role":
         return [become_role("service_role", {"role": "service_role"})]
     raise GlucokitError(f"unknown actor {actor!r}")
 
 
-_RESET = sql.SQL("reset role; select set_config('request.jwt.claims', '', true), set_config({}, '', true)").format(
-    sql.Literal(WORKER_SCOPE_SETTING)
-)
+_RESET = sql.SQL(
+    "reset role; select set_config('request.jwt.claims', '', true), set_config({}, '', true), set_config({}, '', true)"
+).format(sql.Literal(WORKER_SCOPE_SETTING), sql.Literal(WORKER_PURPOSE_SETTING))
 
 
 def cell_statements(entry: Entry, actor: str, operation: str, world: ProbeWorld) -> list[Statement]:

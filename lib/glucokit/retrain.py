@@ -1,9 +1,10 @@
 """Retraining one person: read their data, train, store the artifacts, register, keep the better version.
 
-Everything happens in one transaction scoped to the person (``as_worker``):
-the worker sees only that person's observations, models and model folder, and
-a worker killed half-way leaves no half-registered version (the transaction
-rolls back). Files it stored before the kill belong to no registered version
+Everything happens in one transaction scoped to the person for training
+(``as_worker``; the person must consent to training, and a consent withdrawn
+while the person trains rolls everything back): the worker sees only that
+person's observations, models and model folder, and a worker killed half-way
+leaves no half-registered version (the transaction rolls back). Files it stored before the kill belong to no registered version
 (with the local store they have no row either; Supabase Storage commits each
 upload on its own): every retrain starts by sweeping them away.
 
@@ -24,7 +25,8 @@ from uuid import UUID
 
 import numpy as np
 
-from glucokit import registry
+from glucokit import experiments, registry
+from glucokit.experiments import Assignment
 from glucokit.forecast import (
     ForecastState,
     InsufficientData,
@@ -39,7 +41,7 @@ from glucokit.forecast.pipeline import DEFAULT_SETTINGS
 from glucokit.model_store import ModelArtifacts, ModelStore, load_model, model_folder, person_folder, save_model
 from glucokit.queries import query
 from glucokit.registry import Candidate, ModelVersion
-from glucokit.sessions import Connection, as_worker
+from glucokit.sessions import Connection, Purpose, as_worker
 from glucokit.units import CARBOHYDRATE_CODE, CGM_CODES, INSULIN_CODE
 from glucokit.validation import WITHDRAWN
 
@@ -112,6 +114,7 @@ class _Job:
     data: tuple[Readings, Readings, Readings]
     tz: str
     settings: TrainingSettings
+    arm: Assignment | None  # the person's variant in the running experiment
 
     def register(self, candidate: Candidate, artifacts: ModelArtifacts) -> ModelVersion:
         version = registry.next_version(registry.latest(self.conn, self.person_id), candidate.features)
@@ -142,6 +145,15 @@ class _Job:
         new_score = float(np.mean(outcome.test[outcome.champion].rmse))
         if current is None or current.is_fallback:
             activated, reason = True, f"first trained model: holdout RMSE {new_score:.2f} mg/dL (mean over 5-60 min)"
+        elif self.arm is not None and not self.arm.covers(current):
+            # Serving the old version would contaminate the person's part in the experiment.
+            activated, reason = (
+                True,
+                (
+                    f"{self.arm}: replaces {current.algorithm} version {current.version}, not trained under the variant; "
+                    f"holdout RMSE {new_score:.2f} mg/dL (mean over 5-60 min)"
+                ),
+            )
         else:
             old_score = holdout_rmse(load_state(self.conn, self.store, current), *self.data, settings=self.settings)
             comparison = f"holdout RMSE {new_score:.2f} vs {old_score:.2f} mg/dL of active {current.version}"
@@ -199,7 +211,7 @@ def retrain(
     settings: TrainingSettings = DEFAULT_SETTINGS,
 ) -> RetrainResult:
     """Retrains ``person_id`` in one transaction scoped to them; see the module's docstring."""
-    with as_worker(conn, person_id):
+    with as_worker(conn, person_id, Purpose.TRAINING, f"{trigger} retrain, attempt {attempt}"):
         person = conn.execute(query("retrain_person"), {"person_id": person_id}).fetchone()
         if person is None:
             raise ValueError(f"person {person_id} is not in this worker's scope")
@@ -208,12 +220,20 @@ def retrain(
         # Files of an earlier retrain that died before its version was registered.
         store.sweep(conn, person_folder(owner_id, person_id))
         run_id = registry.start_run(conn, person_id, trigger, attempt=attempt)
-        job = _Job(conn, store, owner_id, person_id, run_id, person_readings(conn, person_id), str(tz), settings)
+        # In a running experiment the person trains only their variant's families.
+        arm = experiments.assign(conn, person_id)
+        if arm is not None:
+            settings = arm.settings(settings)
+        job = _Job(conn, store, owner_id, person_id, run_id, person_readings(conn, person_id), str(tz), settings, arm)
         try:
             outcome = train_person(*job.data, tz=job.tz, settings=settings)
         except InsufficientData as short:
-            return job.fallback(short.reason, [short.reason])
+            result = job.fallback(short.reason, [short.reason])
         except Exception as failure:
             why = f"training failed: {failure!r}"
-            return job.fallback(why, [why, traceback.format_exc()])
-        return job.trained(outcome)
+            result = job.fallback(why, [why, traceback.format_exc()])
+        else:
+            result = job.trained(outcome)
+        # Consent withdrawn while the person trained: nothing of this retrain may stay.
+        conn.execute(query("assert_consent"))
+        return result

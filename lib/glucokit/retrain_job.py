@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Final
 from uuid import UUID
 
-from glucokit import retrain_queue
+from glucokit import consent, retrain_queue
 from glucokit.errors import GlucokitError
 from glucokit.forecast import TrainingSettings
 from glucokit.forecast.pipeline import DEFAULT_SETTINGS
@@ -35,7 +35,7 @@ from glucokit.forecasts import ForecastWrite, write_forecasts
 from glucokit.model_store import ModelStore
 from glucokit.retrain import RetrainResult, retrain
 from glucokit.retrain_queue import Message
-from glucokit.sessions import Connection, as_worker
+from glucokit.sessions import Connection, Purpose, as_worker
 
 # Reads only look: the claim hides a message (for its lease), so no task ever hides another shard's messages.
 READ_TIMEOUT_S: Final = 0
@@ -90,6 +90,7 @@ class JobReport:
     failed: dict[UUID, str] = field(default_factory=dict)  # person -> error
     forecasts: list[ForecastWrite] = field(default_factory=list)  # written after the retrains
     forecast_failed: dict[UUID, str] = field(default_factory=dict)  # person -> error
+    refused: dict[UUID, str] = field(default_factory=dict)  # person -> why the request was dropped (no consent)
     skipped: int = 0  # claims that were busy, dropped or exhausted
     stopped: str = "queue drained"
 
@@ -140,19 +141,29 @@ def _one(
     if not claim.claimed or claim.person_id is None or claim.trigger is None:
         report.skipped += 1
         return
+    person = claim.person_id
     try:
-        result = retrain(conn, store, claim.person_id, claim.trigger, attempt=claim.attempt or 1, settings=settings)
+        result = retrain(conn, store, person, claim.trigger, attempt=claim.attempt or 1, settings=settings)
     except Exception as failure:
+        if not consent.in_force(conn, person, Purpose.TRAINING):
+            # Consent withdrawn (before or while training): the request is over, never retried.
+            with as_worker(conn, None):
+                retrain_queue.complete(conn, claim)
+            report.refused[person] = "no consent to training"
+            return
         with as_worker(conn, None):
             retrain_queue.fail(conn, claim, repr(failure))
-        report.failed[claim.person_id] = repr(failure)
+        report.failed[person] = repr(failure)
         return
     with as_worker(conn, None):
         retrain_queue.complete(conn, claim, training_run_id=result.run_id)
     report.retrained.append(result)
-    try:
-        report.forecasts.append(write_forecasts(conn, store, claim.person_id))
-    except Exception as failure:
-        report.forecast_failed[claim.person_id] = repr(failure)
+    if consent.in_force(conn, person, Purpose.FORECASTING):
+        try:
+            report.forecasts.append(
+                write_forecasts(conn, store, person, reason=f"forecast after a {claim.trigger} retrain")
+            )
+        except Exception as failure:
+            report.forecast_failed[person] = repr(failure)
     if on_result is not None:
         on_result(result)

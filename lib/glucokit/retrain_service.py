@@ -32,7 +32,7 @@ import psycopg
 
 from glucokit import retrain_queue
 from glucokit.retrain_queue import Trigger
-from glucokit.sessions import Connection, as_worker
+from glucokit.sessions import Connection, Purpose, as_worker
 
 log = logging.getLogger("glucokit.retrain_service")
 
@@ -74,7 +74,7 @@ def execute(conn: Connection, order: dict[str, Any]) -> dict[str, Any]:
             raise BadCommand(
                 f"retrain needs a person_id (uuid) and a trigger ({', '.join(Trigger)}): {error}"
             ) from error
-        with as_worker(conn, person_id):
+        with as_worker(conn, person_id, Purpose.TRAINING, f"{trigger} retrain requested through the retrain service"):
             request_id = retrain_queue.enqueue(conn, person_id, trigger, order.get("reason"))
         return {"queued": "retrain", "person_id": str(person_id), "request_id": str(request_id)}
     if action == "sweep":

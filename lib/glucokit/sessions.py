@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from uuid import UUID
 
 import psycopg
@@ -24,9 +26,11 @@ from glucokit.queries import query
 
 Connection = psycopg.Connection[tuple[object, ...]]
 
-# The transaction-local setting that holds a worker's person scope
-# (read by private.worker_person_id(), set by private.begin_person_scope()).
+# The transaction-local settings that hold a worker's person scope and its
+# purpose (read by private.worker_person_id() and private.worker_purpose(), set
+# by private.begin_person_scope()).
 WORKER_SCOPE_SETTING = "glucokit.worker_person_id"
+WORKER_PURPOSE_SETTING = "glucokit.worker_purpose"
 
 Statement = sql.SQL | sql.Composed
 
@@ -43,11 +47,36 @@ def become_role(role: str, claims: Mapping[str, object]) -> sql.Composed:
     )
 
 
-def become_worker(person_id: UUID | None) -> list[Statement]:
-    """The statements that switch the current transaction to the worker role, scoped to ``person_id``."""
+class Purpose(StrEnum):
+    """Why a worker touches a person's data: the database's ``public.processing_purpose``
+    (migration 20261122121200). All but deletion need the person's consent."""
+
+    TRAINING = "training"
+    FORECASTING = "forecasting"
+    PATTERN_SEARCH = "pattern_search"
+    DELETION = "deletion"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The one person a worker transaction may touch, for what purpose and why (the audit log's row)."""
+
+    person_id: UUID
+    purpose: Purpose
+    reason: str
+
+    def statement(self) -> sql.Composed:
+        """Scopes the current worker transaction: the database checks consent and writes the audit log."""
+        return sql.SQL("select private.begin_person_scope({}, {}, {})").format(
+            sql.Literal(self.person_id), sql.Literal(str(self.purpose)), sql.Literal(self.reason)
+        )
+
+
+def become_worker(scope: Scope | None) -> list[Statement]:
+    """The statements that switch the current transaction to the worker role, scoped by ``scope`` (unscoped: None)."""
     statements: list[Statement] = [sql.SQL("set local role glucokit_worker")]
-    if person_id is not None:
-        statements.append(sql.SQL("select private.begin_person_scope({})").format(sql.Literal(person_id)))
+    if scope is not None:
+        statements.append(scope.statement())
     return statements
 
 
@@ -84,9 +113,17 @@ def as_anon(conn: Connection) -> Iterator[Connection]:
 
 
 @contextmanager
-def as_worker(conn: Connection, person_id: UUID | None) -> Iterator[Connection]:
-    """One transaction as ``glucokit_worker``, scoped to ``person_id`` (unscoped with None)."""
+def as_worker(
+    conn: Connection, person_id: UUID | None, purpose: Purpose | None = None, reason: str = ""
+) -> Iterator[Connection]:
+    """One transaction as ``glucokit_worker``: unscoped with ``person_id`` None, else scoped to
+    that person for ``purpose`` (the person must consent to it) with ``reason`` (for the audit log)."""
+    scope = None
+    if person_id is not None:
+        if purpose is None or not reason.strip():
+            raise GlucokitError("a worker scope needs a purpose and a reason")
+        scope = Scope(person_id, purpose, reason)
     with conn.transaction():
-        for statement in become_worker(person_id):
+        for statement in become_worker(scope):
             conn.execute(statement)
         yield conn

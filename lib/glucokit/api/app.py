@@ -17,7 +17,7 @@ import binascii
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Final
 from uuid import UUID
 
@@ -30,7 +30,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 from starlette.exceptions import HTTPException
 
-from glucokit import __version__, ingest, reads
+from glucokit import __version__, experiments, ingest, patterns, reads
 from glucokit.api.auth import Caller, TokenVerifier, Unauthorized
 from glucokit.api.models import (
     Disclaimer,
@@ -47,6 +47,7 @@ from glucokit.api.models import (
     Rejected,
     RetrainQueued,
     RetrainRequest,
+    SimilarDays,
     SourceReference,
 )
 from glucokit.chart import ChartFormat, render
@@ -154,6 +155,7 @@ def latest_forecast(person_id: UUID, conn: UserTransaction, lang: Language = "en
     curve = reads.latest_curve(conn, person_id)
     if not curve:
         raise Problem(404, "Not Found", f"person {person_id} has no forecast yet")
+    experiments.log_exposure(conn, person_id, curve[0].model_id, curve[0].generated_at)
     return LatestForecast(
         person_id=person_id,
         generated_at=curve[0].generated_at,
@@ -328,6 +330,19 @@ def _ingest(
         person_id=person_id, entries=report.entries, stored=report.stored, new=report.inserted,
         updated=report.updated, unchanged=report.unchanged, rejected=report.rejected, rejections=rejections,
     )  # fmt: skip
+
+
+@router.get("/v1/persons/{person_id}/days/{day}/similar", tags=["patterns"])
+def similar_days(
+    person_id: UUID, day: date, conn: UserTransaction,
+    limit: Annotated[int, Query(ge=1, le=patterns.MAX_SIMILAR)] = 10,
+) -> SimilarDays:  # fmt: skip
+    """The person's days whose glucose profiles are nearest to this local day's, nearest first (exact search)."""
+    _person_or_404(conn, person_id)
+    found = patterns.similar_days(conn, person_id, day, limit)
+    if found is None:
+        raise Problem(404, "Not Found", f"person {person_id} has no day pattern for {day}")
+    return SimilarDays(person_id=person_id, day=day, days=found)
 
 
 def create_app(settings: ApiSettings) -> FastAPI:

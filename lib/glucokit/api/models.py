@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 from uuid import UUID
 
@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
 from glucokit.disclaimer import DISCLAIMER, DISCLAIMER_VERSION, Language, disclaimer_text
+from glucokit.patterns import SimilarDay
 from glucokit.reads import Point, Run, Source
 from glucokit.registry import ModelVersion
 
@@ -277,3 +278,28 @@ class Health(BaseModel):
 
     status: Literal["ok"]
     database: Literal["ok"]
+
+
+class SimilarDays(BaseModel):
+    """The person's days whose glucose profiles (half-hour means, mg/dL) are nearest to one day's, nearest first."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "person_id": PERSON, "day": "2026-11-20",
+                    "days": [
+                        {"day": "2026-10-02", "rms_difference_mg_dl": 11.8, "readings": 286, "filled_slots": 0},
+                        {"day": "2026-11-06", "rms_difference_mg_dl": 14.3, "readings": 251, "filled_slots": 2},
+                    ],
+                }
+            ]
+        }
+    )  # fmt: skip
+
+    person_id: UUID
+    day: date = Field(description="The local day (in the person's time zone) the others are compared with.")
+    days: list[SimilarDay] = Field(
+        description="rms_difference_mg_dl: root mean square difference of the two profiles; readings: the CGM "
+        "readings of the day; filled_slots: half-hours without readings, interpolated."
+    )

@@ -40,10 +40,20 @@ on conflict (id) do nothing;
 -- Removes a demo person and, by cascade, everything recorded about them.
 delete from public.person where id = %(id)s;
 
+-- name: demo_forget_erasure
+-- The demo removes a reset person's files itself: their erasure marker goes too.
+delete from private.erasure where person_id = %(id)s;
+
 -- name: demo_insert_person
--- A demo person owned by a demo user.
-insert into public.person (id, owner_id, display_name, time_zone)
-values (%(id)s, %(owner_id)s, %(display_name)s, 'Europe/Berlin');
+-- A demo person owned by a demo user, who consents to every purpose for them.
+with person as (
+  insert into public.person (id, owner_id, display_name, time_zone)
+  values (%(id)s, %(owner_id)s, %(display_name)s, 'Europe/Berlin')
+  returning id
+)
+insert into public.consent (person_id, purpose)
+select person.id, purpose from person, unnest(enum_range(null::public.processing_purpose)) as purpose
+where purpose <> 'deletion';
 
 -- name: demo_reset_model_files
 -- Forgets the files of a demo person's earlier models (their rows; the store sweeps the bytes).
@@ -504,3 +514,264 @@ order by m.trained_at, m.id, p.generated_at, p.horizon_minutes, p.id;
 -- name: read_person
 -- A person's display name and time zone.
 select display_name, time_zone from public.person where id = %(person_id)s;
+
+-- name: assert_consent
+-- Worker: fails the transaction when the scoped person's consent to the scope's purpose is gone.
+select private.assert_consent();
+
+-- name: has_consent
+-- Whether a person's consent to a purpose is in force (workers, unscoped).
+select private.has_consent(%(person_id)s, %(purpose)s::public.processing_purpose);
+
+-- name: consent_list
+-- A person's consent records, by purpose.
+select purpose::text, granted_at, withdrawn_at, delete_models
+from public.consent where person_id = %(person_id)s order by purpose;
+
+-- name: consent_grant
+-- Gives consent to purposes, or gives it again after a withdrawal (a consent in force keeps its date).
+insert into public.consent (person_id, purpose)
+select %(person_id)s, purpose::public.processing_purpose from unnest(%(purposes)s::text[]) as purpose
+on conflict (person_id, purpose) do update
+  set granted_at = now(), withdrawn_at = null, delete_models = false
+  where public.consent.withdrawn_at is not null;
+
+-- name: consent_withdraw
+-- Withdraws consent to purposes that is in force; delete_models asks for the models' removal too.
+update public.consent set withdrawn_at = now(), delete_models = %(delete_models)s
+where person_id = %(person_id)s and purpose = any (%(purposes)s::public.processing_purpose[]) and withdrawn_at is null;
+
+-- name: audit_log
+-- Which worker touched a person when and why, newest first.
+select occurred_at, worker, application, purpose::text, reason
+from public.audit_log where person_id = %(person_id)s order by occurred_at desc, id desc limit %(limit)s;
+
+-- name: person_delete
+-- Erases a person: their rows go by foreign key, their files with the privacy job.
+delete from public.person where id = %(person_id)s;
+
+-- name: person_tables
+-- The tables of the public schema with a person_id column (a person's rows).
+select c.relname
+from pg_catalog.pg_class c
+join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+join pg_catalog.pg_attribute a on a.attrelid = c.oid and a.attname = 'person_id' and not a.attisdropped
+where n.nspname = 'public' and c.relkind in ('r', 'p') and not c.relispartition
+order by c.relname;
+
+-- name: pending_privacy_work
+-- Pending erasures and model removals, oldest first.
+select person_id, work from private.pending_privacy_work(%(limit)s);
+
+-- name: worker_storage_prefix
+-- The storage folder of the person the worker transaction is scoped to.
+select private.worker_storage_prefix();
+
+-- name: finish_erasure
+-- Drops a deleted person's erasure marker once their files are gone.
+select private.finish_erasure();
+
+-- name: finish_model_removal
+-- Deletes the scoped person's model versions once their files are gone; returns how many.
+select private.finish_model_removal();
+
+-- name: patterns_person
+-- The scoped person's time zone, their local date today, and their newest day pattern's day (null: none).
+select p.time_zone, (now() at time zone p.time_zone)::date,
+  (select max(d.day) from public.day_pattern d where d.person_id = p.id)
+from public.person p
+where p.id = %(person_id)s;
+
+-- name: patterns_readings
+-- The scoped person's valid CGM readings in [since, until) (since null: from the first), oldest first.
+select effective_at, value
+from public.observation
+where person_id = %(person_id)s and code = any(%(codes)s) and status <> all(%(withdrawn)s)
+  and (%(since)s::timestamptz is null or effective_at >= %(since)s) and effective_at < %(until)s
+order by effective_at;
+
+-- name: patterns_upsert
+-- Writes the scoped person's day patterns; a day already stored is replaced.
+insert into public.day_pattern (person_id, day, source, embedding, readings, filled_slots, computed_at)
+select %(person_id)s, d.day, %(source)s, d.embedding::extensions.vector, d.readings, d.filled_slots, now()
+from unnest(%(days)s::date[], %(embeddings)s::text[], %(readings)s::smallint[], %(filled_slots)s::smallint[])
+  as d(day, embedding, readings, filled_slots)
+on conflict (person_id, day) do update
+  set source = excluded.source, embedding = excluded.embedding, readings = excluded.readings,
+    filled_slots = excluded.filled_slots, computed_at = excluded.computed_at;
+
+-- name: patterns_remove
+-- Removes the scoped person's day patterns from a day on (null: all days) that are not among those kept.
+delete from public.day_pattern
+where person_id = %(person_id)s and (%(from)s::date is null or day >= %(from)s) and day <> all(%(keep)s::date[]);
+
+-- name: patterns_due_persons
+-- One page of the persons due day patterns, in id order (an unscoped worker).
+select person_id from private.pattern_due_persons(%(after)s, %(limit)s);
+
+-- name: patterns_similar
+-- The person's days nearest to one of their days by profile (exact: a join, so no index orders it), nearest
+-- first; the distance as the root mean square difference in mg/dL.
+select d.day, (d.embedding operator(extensions.<->) q.embedding) / %(scale)s as rms_difference_mg_dl, d.readings,
+  d.filled_slots
+from public.day_pattern q
+join public.day_pattern d on d.person_id = q.person_id and d.day <> q.day
+where q.person_id = %(person_id)s and q.day = %(day)s
+order by d.embedding operator(extensions.<->) q.embedding, d.day
+limit %(limit)s;
+
+-- name: patterns_day
+-- Whether the current role sees the person's pattern of a day.
+select 1 from public.day_pattern where person_id = %(person_id)s and day = %(day)s;
+
+-- name: experiment_assign
+-- Worker scoped to a person: their variant in the running experiment, assigning them first (none: no row).
+select experiment_key, variant, families, assigned_at from private.assign_experiment(%(person_id)s);
+
+-- name: experiment_log_exposure
+-- Owner: log that a forecast curve of their person was served; the number of exposures logged.
+select private.log_forecast_exposure(%(person_id)s, %(model_id)s, %(generated_at)s);
+
+-- name: experiment_insert
+-- Operator: a draft experiment with its decision rule's parameters.
+insert into public.experiment (key, description, horizon_minutes, alpha, mixture_sd, min_points_per_person,
+  min_persons_per_variant, max_persons_per_variant)
+values (%(key)s, %(description)s, %(horizon_minutes)s, %(alpha)s, %(mixture_sd)s, %(min_points_per_person)s,
+  %(min_persons_per_variant)s, %(max_persons_per_variant)s)
+returning id;
+
+-- name: experiment_insert_variant
+-- Operator: one variant of a draft experiment.
+insert into public.experiment_variant (experiment_id, name, families, weight)
+values (%(experiment_id)s, %(name)s, %(families)s, %(weight)s);
+
+-- name: experiment_select
+-- The experiment with the given key, or every experiment (key null), newest first, each with its variants.
+select e.id, e.key, e.description, e.status::text, e.horizon_minutes, e.alpha, e.mixture_sd, e.min_points_per_person,
+  e.min_persons_per_variant, e.max_persons_per_variant, e.created_at, e.started_at, e.stopped_at, e.decided_at,
+  e.decision,
+  (select jsonb_agg(jsonb_build_object('name', v.name, 'families', v.families, 'weight', v.weight)
+                    order by v.name collate "C")
+   from public.experiment_variant v where v.experiment_id = e.id)
+from public.experiment e
+where %(key)s::text is null or e.key = %(key)s
+order by e.created_at desc, e.key;
+
+-- name: experiment_start
+-- Operator: a draft experiment starts assigning persons and logging exposures.
+update public.experiment set status = 'running', started_at = now() where id = %(id)s and status = 'draft';
+
+-- name: experiment_stop
+-- Operator: a running experiment stops without a decision.
+update public.experiment set status = 'stopped', stopped_at = now() where id = %(id)s and status = 'running';
+
+-- name: experiment_decide
+-- Operator: a started experiment ends with the analysis that decided it.
+update public.experiment
+set status = 'decided', stopped_at = coalesce(stopped_at, now()), decided_at = now(), decision = %(decision)s
+where id = %(id)s and status in ('running', 'stopped');
+
+-- name: experiment_counts
+-- Per variant of an experiment: persons assigned, persons exposed, persons with a contaminated exposure.
+select a.variant, count(*) as assigned,
+  count(*) filter (where exists (
+    select from public.experiment_exposure x where x.experiment_id = a.experiment_id and x.person_id = a.person_id
+  )) as exposed,
+  count(*) filter (where exists (
+    select from public.experiment_exposure x
+    where x.experiment_id = a.experiment_id and x.person_id = a.person_id and x.contaminated
+  )) as contaminated
+from public.experiment_assignment a
+where a.experiment_id = %(experiment_id)s
+group by a.variant
+order by a.variant collate "C";
+
+-- name: experiment_person_outcomes
+-- Each exposed person of an experiment: their first contamination, and the errors at the horizon of the
+-- forecasts of the clean models they were served, up to the experiment's stop.
+with exposed as (
+  select x.person_id, x.variant,
+    (array_agg(x.contamination order by x.served_at) filter (where x.contaminated))[1] as contamination,
+    array_agg(distinct x.model_id) filter (where not x.contaminated) as models
+  from public.experiment_exposure x
+  where x.experiment_id = %(experiment_id)s
+  group by x.person_id, x.variant
+)
+select e.person_id, e.variant, e.contamination, count(o.prediction_id)::integer as points,
+  avg(abs(o.error_mg_dl)) as mae, avg(o.error_mg_dl::double precision ^ 2) as mse,
+  avg(o.inside_band::integer)::double precision as coverage
+from exposed e
+left join public.forecast_outcome o
+  on o.person_id = e.person_id and o.model_id = any (e.models) and o.horizon_minutes = %(horizon)s
+  and (%(until)s::timestamptz is null or o.target_at <= %(until)s)
+group by e.person_id, e.variant, e.contamination
+order by e.variant, e.person_id;
+
+-- name: monitoring_settings
+-- The monitoring thresholds (private.monitoring_config).
+select match_seconds, outcome_lookback, live_window, min_outcomes, judged_horizon_minutes, max_rmse_ratio,
+  max_coverage_shortfall, drift_window, drift_psi_limit, check_interval
+from private.monitoring_settings();
+
+-- name: record_outcomes
+-- Matches the scoped person's forecasts whose target time has passed to the nearest valid CGM reading within
+-- the match window, for forecasts not matched yet and not older than the look-back; returns how many.
+insert into public.forecast_outcome (
+  prediction_id, person_id, model_id, target_at, horizon_minutes, predicted_mg_dl, observed_mg_dl,
+  observation_id, observed_at, error_mg_dl, inside_band
+)
+select p.id, p.person_id, p.model_id, p.target_at, p.horizon_minutes, p.value_mg_dl, r.value,
+  r.id, r.effective_at, p.value_mg_dl - r.value, r.value between p.lower_mg_dl and p.upper_mg_dl
+from public.prediction p
+cross join lateral (
+  select o.id, o.effective_at, o.value::real as value
+  from public.observation o
+  where o.person_id = p.person_id and o.code = any(%(codes)s) and o.status <> all(%(withdrawn)s)
+    and o.effective_at between p.target_at - make_interval(secs => %(match_seconds)s)
+      and p.target_at + make_interval(secs => %(match_seconds)s)
+  order by abs(extract(epoch from o.effective_at - p.target_at)), o.effective_at
+  limit 1
+) as r
+where p.person_id = %(person_id)s
+  and p.target_at between %(now)s - %(lookback)s and %(now)s + make_interval(secs => %(match_seconds)s)
+  and not exists (select from public.forecast_outcome f where f.prediction_id = p.id)
+on conflict (prediction_id) do nothing;
+
+-- name: last_health_check
+-- When the scoped person's model was last checked.
+select max(checked_at) from public.model_health_check where person_id = %(person_id)s and model_id = %(model_id)s;
+
+-- name: live_metrics
+-- Outcomes of one model at one horizon in a window: count, RMSE, band coverage and its nominal level.
+select count(*), sqrt(avg(f.error_mg_dl * f.error_mg_dl)), avg(f.inside_band::integer), avg(p.coverage)
+from public.forecast_outcome f
+join public.prediction p on p.id = f.prediction_id and p.person_id = f.person_id
+where f.person_id = %(person_id)s and f.model_id = %(model_id)s and f.horizon_minutes = %(minutes)s
+  and f.target_at > %(since)s and f.target_at <= %(now)s;
+
+-- name: drift_counts
+-- Valid CGM readings per glucose bin: in the model's training window (expected) and in the recent window (actual).
+select width_bucket(o.value::float8, %(edges)s::float8[]) as bin,
+  count(*) filter (where o.effective_at between %(train_from)s and %(train_to)s) as expected,
+  count(*) filter (where o.effective_at > %(recent_from)s and o.effective_at <= %(now)s) as actual
+from public.observation o
+where o.person_id = %(person_id)s and o.code = any(%(codes)s) and o.status <> all(%(withdrawn)s)
+  and (o.effective_at between %(train_from)s and %(train_to)s
+    or (o.effective_at > %(recent_from)s and o.effective_at <= %(now)s))
+group by bin;
+
+-- name: insert_health_check
+-- Records one monitoring check of the scoped person's model.
+insert into public.model_health_check (
+  person_id, model_id, checked_at, window_from, window_to, horizon_minutes, outcomes, live_rmse_mg_dl,
+  test_rmse_mg_dl, live_coverage, nominal_coverage, drift_psi, drift_readings, degraded, reason, retrain_request_id
+)
+values (
+  %(person_id)s, %(model_id)s, %(now)s, %(window_from)s, %(now)s, %(minutes)s, %(outcomes)s, %(live_rmse)s,
+  %(test_rmse)s, %(live_coverage)s, %(nominal_coverage)s, %(psi)s, %(drift_readings)s, %(degraded)s, %(reason)s,
+  %(retrain_request_id)s
+);
+
+-- name: enqueue_performance_retrain
+-- Queues a performance retrain of the scoped person (one per model version); the request or null.
+select private.enqueue_performance_retrain(%(model_id)s, %(reason)s);

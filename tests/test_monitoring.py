@@ -1,0 +1,212 @@
+"""Forecast monitoring on the real database: outcomes, rollups, drift and the performance retrain."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+
+from fhir_samples import START, bundle, cgm
+from glucokit import monitoring
+from glucokit.sessions import Connection, as_user
+from owners import Owner, ingest
+
+T0 = START  # cgm(n) is a reading at T0 + 5n minutes
+NOW = T0 + timedelta(hours=30)
+
+
+def active_model(conn: Connection, owner: Owner, *, rmse_30: float = 10.0, trained_until: datetime = T0) -> UUID:
+    """An active model of the person, registered as the workers would (the database owner stands in)."""
+    model = uuid4()
+    conn.execute(
+        "insert into public.ml_model (id, person_id, version, algorithm, data_from, data_to, trained_at, stage,"
+        " metrics) values (%s, %s, '1.0.0', 'ridge', %s, %s, %s, 'active', %s)",
+        (model, owner.person, trained_until - timedelta(days=1), trained_until, trained_until,
+         f'{{"rmse_30": {rmse_30}}}'),
+    )  # fmt: skip
+    conn.commit()
+    return model
+
+
+def forecast_point(
+    conn: Connection, owner: Owner, model: UUID, target_at: datetime, value: float, band: tuple[float, float]
+) -> UUID:
+    """One 30-minute forecast point aimed at ``target_at``."""
+    row = conn.execute(
+        "insert into public.prediction (person_id, model_id, generated_at, target_at, horizon_minutes, value_mg_dl,"
+        " lower_mg_dl, upper_mg_dl, coverage, disclaimer_version, model_version, data_from, data_to, code_version)"
+        " values (%s, %s, %s, %s, 30, %s, %s, %s, 0.8, 'v1', '1.0.0', %s, %s, 'test') returning id",
+        (owner.person, model, target_at - timedelta(minutes=30), target_at, value, *band,
+         T0 - timedelta(days=1), T0 - timedelta(minutes=30)),
+    ).fetchone()  # fmt: skip
+    conn.commit()
+    assert row is not None
+    assert isinstance(row[0], UUID)
+    return row[0]
+
+
+def outcomes(conn: Connection, owner: Owner) -> dict[UUID, tuple[Any, ...]]:
+    with as_user(conn, owner.user):
+        rows = conn.execute(
+            "select prediction_id, observed_mg_dl, error_mg_dl, inside_band, observed_at from public.forecast_outcome"
+        ).fetchall()
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def test_a_forecast_is_matched_to_the_nearest_reading_within_two_and_a_half_minutes(
+    conn: Connection, owner: Owner
+) -> None:
+    # Readings every 5 minutes from T0 (cgm(n) is at T0 + 5n min), and one off the grid.
+    ingest(conn, owner, bundle(cgm(0, 100), cgm(1, 110), cgm(2, 120), cgm(7, 150)))
+    model = active_model(conn, owner, trained_until=T0 - timedelta(minutes=30))
+    exact = forecast_point(conn, owner, model, T0 + timedelta(minutes=5), 105, (95, 115))
+    between = forecast_point(conn, owner, model, T0 + timedelta(minutes=7), 130, (120, 140))  # 2 min from cgm(1)
+    missing = forecast_point(conn, owner, model, T0 + timedelta(minutes=22, seconds=30), 140, (130, 150))
+    late = forecast_point(conn, owner, model, T0 + timedelta(minutes=60), 170, (160, 180))
+
+    report = monitoring.monitor(conn, owner.person, now=NOW)
+    assert report.outcomes == 2
+    found = outcomes(conn, owner)
+    assert found[exact][:3] == (110, -5, True)
+    assert found[between][:3] == (110, 20, False)
+    assert found[between][3] == T0 + timedelta(minutes=5)
+    # 2.5 minutes from two readings is not within: no outcome, and no error either.
+    assert missing not in found
+    assert late not in found
+
+    # A late reading is matched when it arrives; nothing is recorded twice.
+    ingest(conn, owner, bundle(cgm(12, 160)))
+    assert monitoring.monitor(conn, owner.person, now=NOW).outcomes == 1
+    assert outcomes(conn, owner)[late][:3] == (160, 10, True)
+    assert monitoring.monitor(conn, owner.person, now=NOW).outcomes == 0
+
+
+def test_the_daily_rollup_and_the_feedback_summary_are_the_owners_alone(
+    conn: Connection, make_owner: Callable[[], Owner]
+) -> None:
+    owner, other = make_owner(), make_owner()
+    ingest(conn, owner, bundle(*(cgm(n, 100 + n) for n in range(12))))
+    model = active_model(conn, owner, trained_until=T0 - timedelta(minutes=30))
+    # Forecasts off by 10, -20 and 0 mg/dL with bands of +-5: only the last holds its reading.
+    targets = {
+        n: forecast_point(conn, owner, model, T0 + timedelta(minutes=5 * n), 100 + n + d, (95 + n + d, 105 + n + d))
+        for n, d in ((1, 10), (2, -20), (3, 0))
+    }
+    monitoring.monitor(conn, owner.person, now=NOW)
+    with as_user(conn, owner.user):
+        conn.execute(
+            "insert into public.forecast_feedback (prediction_id, person_id, rating, comment) values"
+            " (%s, %s, 'up', null), (%s, %s, 'down', 'Too low.')",
+            (targets[1], owner.person, targets[2], owner.person),
+        )
+        rollup = conn.execute(
+            "select model_version, day, horizon_minutes, forecasts, outcomes, mae_mg_dl, rmse_mg_dl, mard_percent,"
+            " coverage, nominal_coverage from public.model_daily_accuracy where person_id = %s",
+            (owner.person,),
+        ).fetchall()
+        summary = conn.execute(
+            "select model_version, thumbs_up, thumbs_down, comments from public.model_feedback_summary"
+        ).fetchall()
+    (row,) = rollup
+    errors = [10, -20, 0]
+    observed = [101, 102, 103]
+    assert row[:5] == ("1.0.0", T0.date(), 30, 3, 3)
+    assert float(row[5]) == pytest.approx(10)
+    assert float(row[6]) == pytest.approx(math.sqrt(500 / 3))
+    assert float(row[7]) == pytest.approx(100 * sum(abs(e) / o for e, o in zip(errors, observed, strict=True)) / 3)
+    assert float(row[8]) == pytest.approx(1 / 3)
+    assert float(row[9]) == pytest.approx(0.8)
+    assert summary == [("1.0.0", 1, 1, 1)]
+    with as_user(conn, other.user):
+        assert conn.execute("select count(*) from public.model_daily_accuracy").fetchone() == (0,)
+        assert conn.execute("select count(*) from public.model_feedback_summary").fetchone() == (0,)
+        assert conn.execute("select count(*) from public.forecast_outcome").fetchone() == (0,)
+        assert conn.execute("select count(*) from public.model_health_check").fetchone() == (0,)
+
+
+def performance_requests(conn: Connection, owner: Owner) -> list[str]:
+    with as_user(conn, owner.user):
+        return [
+            str(r) for (r,) in conn.execute("select reason from public.retrain_request where trigger = 'performance'")
+        ]
+
+
+def degraded_history(conn: Connection, owner: Owner, *, error: float, points: int = 120) -> UUID:
+    """``points`` readings 5 minutes apart and a 30-minute forecast for each, off by ``error`` mg/dL."""
+    ingest(conn, owner, bundle(*(cgm(n, 120 + (n % 5)) for n in range(points))))
+    model = active_model(conn, owner, rmse_30=10.0, trained_until=T0 - timedelta(minutes=30))
+    for n in range(points):
+        value = 120 + (n % 5) + error
+        forecast_point(conn, owner, model, T0 + timedelta(minutes=5 * n), value, (value - 15, value + 15))
+    return model
+
+
+def test_a_degraded_model_queues_one_performance_retrain(conn: Connection, owner: Owner) -> None:
+    degraded_history(conn, owner, error=25.0)
+    now = T0 + timedelta(minutes=5 * 120)
+    report = monitoring.monitor(conn, owner.person, now=now)
+    check = report.check
+    assert check is not None
+    assert (check.outcomes, check.degraded, check.live_rmse) == (120, True, pytest.approx(25.0))
+    assert "live RMSE 25.0 mg/dL is above 1.5 x the test RMSE 10.0" in check.reason
+    assert "band coverage 0% is more than 15% below 80%" in check.reason
+    assert check.retrain_request_id is not None
+    assert performance_requests(conn, owner) == [check.reason]
+    # Checked again (forced past the interval): still degraded, but one retrain per model version.
+    again = monitoring.monitor(conn, owner.person, now=now, force=True).check
+    assert again is not None
+    assert again.degraded
+    assert again.retrain_request_id is None
+    assert len(performance_requests(conn, owner)) == 1
+    # Within the check interval, a run only records outcomes.
+    assert monitoring.monitor(conn, owner.person, now=now).check is None
+    with as_user(conn, owner.user):
+        checks = conn.execute("select degraded, retrain_request_id from public.model_health_check").fetchall()
+    assert sorted(checks, key=str) == sorted([(True, check.retrain_request_id), (True, None)], key=str)
+
+
+def test_a_healthy_model_or_too_few_outcomes_queue_nothing(conn: Connection, make_owner: Callable[[], Owner]) -> None:
+    healthy, sparse = make_owner(), make_owner()
+    degraded_history(conn, healthy, error=8.0)
+    degraded_history(conn, sparse, error=40.0, points=30)
+    now = T0 + timedelta(minutes=5 * 120)
+    good = monitoring.monitor(conn, healthy.person, now=now).check
+    assert good is not None
+    assert (good.degraded, good.reason) == (False, "within limits over 120 outcomes")
+    few = monitoring.monitor(conn, sparse.person, now=now).check
+    assert few is not None
+    assert (few.degraded, few.reason) == (False, "30 outcomes at 30 min, 96 needed")
+    assert performance_requests(conn, healthy) == performance_requests(conn, sparse) == []
+
+
+def test_drift_is_the_population_stability_index_against_the_training_window(conn: Connection, owner: Owner) -> None:
+    # Training window: a day around 110 mg/dL; recent readings around 200 mg/dL.
+    ingest(conn, owner, bundle(*(cgm(n, 105 + (n % 10)) for n in range(288))))
+    ingest(conn, owner, bundle(*(cgm(n, 195 + (n % 10)) for n in range(288, 576))))
+    active_model(conn, owner, trained_until=T0 + timedelta(minutes=5 * 287))
+    check = monitoring.monitor(conn, owner.person, now=T0 + timedelta(minutes=5 * 576)).check
+    assert check is not None
+    assert check.drift_readings == 576  # the last 3 days (drift_window) hold both days
+    assert check.drift_psi is not None
+    assert check.drift_psi > 0.25
+    assert "readings drifted from the training window" in check.reason
+
+
+def test_the_stability_index() -> None:
+    assert monitoring.psi([10, 20, 30], [1, 2, 3]) == 0
+    # Shares (0.5, 0.5) against (0.9, 0.1): 0.4 ln(0.9/0.5) + (-0.4) ln(0.1/0.5).
+    assert monitoring.psi([50, 50], [90, 10]) == pytest.approx(0.4 * math.log(1.8) - 0.4 * math.log(0.2))
+    assert math.isfinite(monitoring.psi([10, 0], [0, 10]))
+    with pytest.raises(ValueError, match="readings in both windows"):
+        monitoring.psi([0, 0], [1, 1])
+
+
+def test_monitoring_needs_consent_to_forecasting(conn: Connection, owner: Owner) -> None:
+    with as_user(conn, owner.user):
+        conn.execute("update public.consent set withdrawn_at = now() where purpose = 'forecasting'")
+    with pytest.raises(Exception, match="has not consented to forecasting"):
+        monitoring.monitor(conn, owner.person, now=NOW)
