@@ -56,15 +56,16 @@ insert into public.retrain_request (
 )
 values ({person}, 'initial', 'done', hashtextextended({person}::text, 0), 1, {earlier}, {earlier}, {earlier}, {run});
 
--- A second forecast point, 60 minutes ahead, which the user has rated. The
+-- A second forecast point, 60 minutes ahead (its id derived from the first's),
+-- which the user has rated. The
 -- first stays unrated: the probe that gives feedback rates it.
 with rated as (
   insert into public.prediction (
-    person_id, model_id, generated_at, target_at, horizon_minutes, value_mg_dl, lower_mg_dl,
+    id, person_id, model_id, generated_at, target_at, horizon_minutes, value_mg_dl, lower_mg_dl,
     upper_mg_dl, coverage, disclaimer_version, model_version, training_run_id, data_from, data_to, code_version
   )
   values (
-    {person}, {model}, {second_observation_at}, {second_observation_at} + interval '60 minutes', 60,
+    md5({prediction}::text || '-60')::uuid, {person}, {model}, {second_observation_at}, {second_observation_at} + interval '60 minutes', 60,
     125, 100, 150, 0.8, 'v1', '1.0.0', {run}, {earlier}, {observation_at}, 'probe'
   )
   returning id, person_id
@@ -85,8 +86,11 @@ values ({person}, {earlier}, 'probe_worker', 'glucokit-retrain-job', 'training',
 -- (an exposure), and one they are not in, for the probe that assigns them.
 -- Both are stopped (the world's two persons' experiments cannot both run):
 -- each is defined as a draft, given its variants, then started and stopped.
-insert into public.experiment (key, description)
-values ('probe-' || {person}, 'Probe experiment'), ('probe-open-' || {person}, 'Probe experiment, unassigned');
+-- The first one's id is derived from the person, for the probes of its variants.
+insert into public.experiment (id, key, description)
+values
+  (md5('experiment:' || {person})::uuid, 'probe-' || {person}, 'Probe experiment'),
+  (gen_random_uuid(), 'probe-open-' || {person}, 'Probe experiment, unassigned');
 
 insert into public.experiment_variant (experiment_id, name, families)
 select e.id, v.name, v.families
@@ -111,14 +115,17 @@ where key in ('probe-' || {person}, 'probe-open-' || {person});
 insert into public.day_pattern (person_id, day, source, embedding, readings, filled_slots)
 values ({person}, {observation_at}::date, 'profile-v1', array_fill(110::real, array[48])::extensions.vector, 288, 0);
 
--- The readings at the targets of both forecast points: the first point's
--- outcome is recorded, the second's is left for the probe that records one.
+-- The readings at the targets of both forecast points (ids derived from the
+-- person's): the first point's outcome is recorded, the second's is left for
+-- the probe that records one.
 -- And one health check of the model.
 with reading as (
-  insert into public.observation (person_id, code, value, unit, effective_at, source_system, source_id)
+  insert into public.observation (id, person_id, code, value, unit, effective_at, source_system, source_id)
   values
-    ({person}, '99504-3', 130, 'mg/dL', {second_observation_at} + interval '30 minutes', 'urn:probe', 'reading-3'),
-    ({person}, '99504-3', 140, 'mg/dL', {second_observation_at} + interval '60 minutes', 'urn:probe', 'reading-4')
+    (md5({person}::text || '-reading-3')::uuid, {person}, '99504-3', 130, 'mg/dL',
+      {second_observation_at} + interval '30 minutes', 'urn:probe', 'reading-3'),
+    (md5({person}::text || '-reading-4')::uuid, {person}, '99504-3', 140, 'mg/dL',
+      {second_observation_at} + interval '60 minutes', 'urn:probe', 'reading-4')
   returning id, effective_at
 )
 insert into public.forecast_outcome (

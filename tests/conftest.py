@@ -5,13 +5,20 @@ the session its own fresh database; GLUCOKIT_TEST_SERVER_URL names another
 server to do the same on (tests/with-postgres-15 sets it). With DATABASE_URL
 set they run against that one database instead (it is migrated first), and
 tests that need to create databases of their own are skipped.
+
+A server without pgvector (Debian's PostgreSQL 15 here; every Supabase project
+has it) is migrated without the migrations that need it, and the tests marked
+`full_schema` are skipped there.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
 from uuid import uuid4
 
 import psycopg
@@ -21,6 +28,7 @@ from psycopg import sql
 from glucokit import database, migrate, policies
 from glucokit.consent import CONSENT_PURPOSES
 from glucokit.policies import ProbeWorld
+from glucokit.project import PROJECT_DIR, SUPABASE_DIR
 from glucokit.sessions import Connection
 from glucokit.urls import with_database
 from owners import Owner
@@ -31,6 +39,34 @@ TEST_SERVER_URL = os.environ.get("GLUCOKIT_TEST_SERVER_URL")
 
 def _maintenance_url() -> str:
     return TEST_SERVER_URL or database.EmbeddedServer().start().url()
+
+
+@cache
+def _server_has_pgvector() -> bool:
+    with psycopg.connect(EXTERNAL_URL or _maintenance_url()) as conn:
+        return conn.execute("select exists (select from pg_available_extensions where name = 'vector')").fetchone() == (
+            True,
+        )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    marked = [item for item in items if item.get_closest_marker("full_schema")]
+    if marked and not _server_has_pgvector():
+        for item in marked:
+            item.add_marker(pytest.mark.skip(reason="needs every migration: this server has no pgvector"))
+
+
+@pytest.fixture(scope="session")
+def migrations_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project, or on a server without pgvector a copy of its supabase/ without the migrations that need it."""
+    if _server_has_pgvector():
+        return PROJECT_DIR
+    workdir = tmp_path_factory.mktemp("without-pgvector")
+    shutil.copytree(SUPABASE_DIR, workdir / "supabase", ignore=shutil.ignore_patterns(".temp", ".branches"))
+    for migration in (workdir / "supabase" / "migrations").glob("*.sql"):
+        if "extension if not exists vector" in migration.read_text():
+            migration.unlink()
+    return workdir
 
 
 @pytest.fixture(scope="session")
@@ -69,15 +105,15 @@ def new_database(server_url: str) -> Iterator[Callable[[], str]]:
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
+def database_url(migrations_workdir: Path) -> Iterator[str]:
     """A database migrated the way users migrate: platform layer, then `supabase db push`."""
     if EXTERNAL_URL:
-        migrate.migrate(EXTERNAL_URL)
+        migrate.migrate(EXTERNAL_URL, workdir=migrations_workdir)
         yield EXTERNAL_URL
         return
     maintenance = _maintenance_url()
     url = _create_database(maintenance)
-    migrate.migrate(url)
+    migrate.migrate(url, workdir=migrations_workdir)
     yield url
     _drop_database(maintenance, url)
 

@@ -114,7 +114,7 @@ def test_demo_loads_and_shows_what_each_user_sees(new_database: Callable[[], str
 def test_policies_check_passes_on_the_migrated_database(database_url: str) -> None:
     result = glucokit("policies", "check", "--database-url", database_url)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.splitlines()[-1] == "280 cells and 109 statements without WHERE measured; 0 problem(s)"
+    assert result.stdout.splitlines()[-1] == "532 cells and 218 statements without WHERE measured; 0 problem(s)"
 
 
 def test_policies_check_fails_on_a_loosened_policy(new_database: Callable[[], str]) -> None:

@@ -15,6 +15,8 @@ from glucokit.database import Target
 from glucokit.errors import GlucokitError
 from glucokit.project import MIGRATIONS_DIR, PROJECT_DIR
 
+pytestmark = pytest.mark.full_schema
+
 LOCAL_VERSIONS = migrate.local_migrations()
 
 

@@ -24,6 +24,8 @@ from glucokit.sessions import Connection, as_anon, as_user, as_worker
 from owners import Owner
 from test_api import SECRET, bearer, is_problem, token
 
+pytestmark = pytest.mark.full_schema
+
 NEW_YORK = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -131,7 +133,8 @@ def _local_today(conn: Connection, owner: Owner, tz: str) -> date:
     return row[0]
 
 
-def _stored(conn: Connection, owner: Owner) -> dict[date, tuple[list[float], int, int]]:
+def _stored(conn: Connection, owner: Owner) -> dict[object, tuple[object, ...]]:
+    """The person's stored days as the owner reads them: day -> (embedding, readings, filled slots)."""
     with as_user(conn, owner.user):
         rows = conn.execute(
             "select day, embedding::text, readings, filled_slots from public.day_pattern where person_id = %s",

@@ -103,6 +103,7 @@ def claim(db: Connection, msg_id: int, lease_seconds: int = 60) -> Claim:
 # --- install ---------------------------------------------------------------------
 
 
+@pytest.mark.full_schema
 def test_pgmq_is_installed_once_and_the_queue_exists(new_database: Callable[[], str]) -> None:
     url = new_database()
     first = migrate.migrate(url)

@@ -23,15 +23,18 @@ from glucokit import (
     export,
     ingest,
     migrate,
+    model_store,
     patterns,
     pgtap,
     policies,
     prisma_check,
+    privacy,
     reads,
     registry,
     simulate,
 )
 from glucokit.chart import ChartFormat, render
+from glucokit.consent import CONSENT_PURPOSES
 from glucokit.disclaimer import LANGUAGES
 from glucokit.errors import GlucokitError
 from glucokit.fhir import FHIR_VERSIONS
@@ -556,6 +559,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_experiment_commands(commands, common)
 
+    _add_privacy_commands(commands, common)
+
     demo_command = commands.add_parser(
         "demo", help="migrate, load the demo data set and show what each demo user sees", parents=[common]
     )
@@ -692,6 +697,128 @@ def _add_experiment_commands(commands: Any, common: argparse.ArgumentParser) -> 
         "decide", help="apply the decision rule; record the decision when it stops (exit 3: continue)", parents=[keyed]
     )
     decide.set_defaults(handler=_experiments_decide)
+
+
+def _privacy_owner(args: argparse.Namespace, conn: Connection) -> UUID:
+    return _person_owner(conn, args.person, args.user)
+
+
+def _print_consents(person: UUID, records: list[privacy.Consent]) -> None:
+    for record in records:
+        state = (
+            f"given {record.granted_at:%Y-%m-%d %H:%M}"
+            if record.in_force
+            else f"withdrawn {record.withdrawn_at:%Y-%m-%d %H:%M}"
+            + (", models removed" if record.delete_models else "")
+        )
+        print(f"person {person}: {record.purpose:<15} {state}")
+
+
+def _privacy_consent(args: argparse.Namespace) -> int:
+    with database.connect(database.target(args.database_url).url) as conn:
+        user = _privacy_owner(args, conn)
+        if args.grant:
+            records = privacy.grant(conn, user, args.person, args.grant)
+        elif args.withdraw:
+            records = privacy.withdraw(conn, user, args.person, args.withdraw, delete_models=args.delete_models)
+        else:
+            records = privacy.consents(conn, user, args.person)
+    if not records:
+        print(f"person {args.person} has given no consent")
+        return 3
+    _print_consents(args.person, records)
+    return 0
+
+
+def _privacy_audit(args: argparse.Namespace) -> int:
+    with database.connect(database.target(args.database_url).url) as conn:
+        entries = privacy.audit_log(conn, _privacy_owner(args, conn), args.person, limit=args.limit)
+    for entry in entries:
+        print(
+            f"{entry.occurred_at:%Y-%m-%d %H:%M:%S}  {entry.purpose:<15} {entry.worker} ({entry.application}):"
+            f" {entry.reason}"
+        )
+    return 0 if entries else 3
+
+
+def _privacy_export(args: argparse.Namespace) -> int:
+    with database.connect(database.target(args.database_url).url) as conn:
+        user = _privacy_owner(args, conn)
+        done = privacy.export_everything(conn, model_store.from_environment(), user, args.person, args.out)
+    rows = sum(done.tables.values())
+    print(
+        f"person {args.person}: {done.entries} FHIR entries in {args.out / 'bundle.json'};"
+        f" {rows} rows of {len(done.tables)} tables and {done.models} model metadata files"
+        f" in {args.out / 'records.json'}"
+    )
+    return 0
+
+
+def _privacy_erase(args: argparse.Namespace) -> int:
+    if not args.yes:
+        raise GlucokitError(f"erasing person {args.person} removes everything about them for good: add --yes")
+    with database.connect(database.target(args.database_url).url) as conn:
+        privacy.delete_person(conn, _privacy_owner(args, conn), args.person)
+    print(f"person {args.person}: every row erased; their files go when the privacy job runs (glucokit privacy run)")
+    return 0
+
+
+def _privacy_run(args: argparse.Namespace) -> int:
+    with database.connect(database.target(args.database_url).url) as conn:
+        done = privacy.run(conn, model_store.from_environment())
+    for person, files in done.erased.items():
+        print(f"{person}: erased ({len(files)} files)")
+    for person, models in done.models_removed.items():
+        print(f"{person}: {models} model versions removed")
+    for person, failure in done.failed.items():
+        print(f"{person}: failed: {failure}", file=sys.stderr)
+    print(
+        f"{len(done.erased)} erased, {len(done.models_removed)} model removals, {len(done.failed)} failed,"
+        f" {done.stopped}"
+    )
+    return 1 if done.failed else 0
+
+
+def _add_privacy_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """privacy consent, audit, export, erase (the owner) and run (the privacy job)."""
+    parser = commands.add_parser("privacy", help="consent, audit log, export and erasure of a person (GDPR)")
+    actions = parser.add_subparsers(dest="privacy_command", required=True, metavar="ACTION")
+    owner = argparse.ArgumentParser(add_help=False, parents=[common])
+    owner.add_argument("--person", type=UUID, required=True, metavar="ID")
+    owner.add_argument(
+        "--user", type=UUID, metavar="ID", help="act as this signed-in user (default: the person's owner)"
+    )
+    purposes = [str(purpose) for purpose in CONSENT_PURPOSES]
+    consent_command = actions.add_parser(
+        "consent", help="show, give or withdraw the person's consent per purpose (exit 3: none given)", parents=[owner]
+    )
+    change = consent_command.add_mutually_exclusive_group()
+    change.add_argument("--grant", nargs="+", choices=purposes, metavar="PURPOSE", help=f"one of {', '.join(purposes)}")
+    change.add_argument("--withdraw", nargs="+", choices=purposes, metavar="PURPOSE")
+    consent_command.add_argument(
+        "--delete-models", action="store_true", help="with --withdraw training: remove the person's models too"
+    )
+    consent_command.set_defaults(handler=_privacy_consent)
+    audit = actions.add_parser(
+        "audit", help="which worker touched the person when and why, newest first (exit 3: nothing)", parents=[owner]
+    )
+    audit.add_argument("--limit", type=int, default=100, metavar="N")
+    audit.set_defaults(handler=_privacy_audit)
+    export_everything = actions.add_parser(
+        "export",
+        help="everything about the person: a FHIR bundle and every record with model metadata",
+        parents=[owner],
+    )
+    export_everything.add_argument("--out", type=Path, required=True, metavar="DIR")
+    export_everything.set_defaults(handler=_privacy_export)
+    erase = actions.add_parser(
+        "erase", help="erase the person: every row now, their files with the privacy job", parents=[owner]
+    )
+    erase.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+    erase.set_defaults(handler=_privacy_erase)
+    actions.add_parser(
+        "run", help="the privacy job: remove erased persons' files and withdrawn models (as a worker)", parents=[common]
+    ).set_defaults(handler=_privacy_run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

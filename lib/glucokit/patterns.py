@@ -120,19 +120,17 @@ def day_pattern(day: date, readings: Sequence[tuple[datetime, float]], tz: ZoneI
 def day_patterns(
     readings: Sequence[tuple[datetime, float]], tz: ZoneInfo, until: date
 ) -> tuple[list[DayPattern], list[SkippedDay]]:
-    """The patterns of the local days before ``until`` that have readings, and the days skipped, in day order.
-
-    Days between the first and the last reading without any reading are skipped too."""
+    """The patterns of the local days from the first reading's to the last reading's, before ``until``, and the
+    days skipped with their reasons (a day without readings among them too), in day order."""
     by_day: defaultdict[date, list[tuple[datetime, float]]] = defaultdict(list)
     for at, value in readings:
         by_day[at.astimezone(tz).date()].append((at, value))
-    days = sorted(day for day in by_day if day < until)
     patterns: list[DayPattern] = []
     skipped: list[SkippedDay] = []
-    if not days:
+    if not by_day:
         return patterns, skipped
-    day = days[0]
-    while day <= days[-1]:
+    day, last = min(by_day), min(max(by_day), until - timedelta(days=1))
+    while day <= last:
         found = day_pattern(day, by_day[day], tz) if day in by_day else SkippedDay(day, "no readings")
         if isinstance(found, DayPattern):
             patterns.append(found)

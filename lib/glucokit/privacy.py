@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 from uuid import UUID
@@ -128,10 +129,11 @@ def delete_person(conn: Connection, user_id: UUID, person_id: UUID) -> None:
 # -----------------------------------------------------------------------------
 # Export
 # -----------------------------------------------------------------------------
-def _json(value: Any) -> Any:
-    if isinstance(value, UUID | datetime):
-        return str(value) if isinstance(value, UUID) else value.isoformat()
-    return value
+def _exact(value: object) -> str:
+    """JSON for what orjson does not write itself: numeric values, as their exact decimal text."""
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
 def person_tables(conn: Connection) -> list[str]:
@@ -152,7 +154,7 @@ def records(conn: Connection, store: ModelStore, user_id: UUID, person_id: UUID)
             )
             with conn.cursor(row_factory=dict_row) as cursor:
                 rows = cursor.execute(statement, (person_id,)).fetchall()
-            tables[table] = [{name: _json(value) for name, value in row.items()} for row in rows]
+            tables[table] = rows
         model_files = {
             model["storage_path"]: orjson.loads(store.get(conn, model["storage_path"] + METADATA_FILE))
             for model in tables.get("ml_model", [])
@@ -177,7 +179,8 @@ def export_everything(
     with (out_dir / "bundle.json").open("wb") as bundle:
         entries = export.export(conn, bundle, user_id=user_id, person_id=person_id, forecasts=True)
     everything = records(conn, store, user_id, person_id)
-    (out_dir / "records.json").write_bytes(orjson.dumps(everything, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    written = orjson.dumps(everything, default=_exact, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    (out_dir / "records.json").write_bytes(written)
     counts = {table: len(rows) for table, rows in everything["tables"].items()}
     return ExportReport(entries, counts, len(everything["model_metadata"]))
 
@@ -212,7 +215,9 @@ def erase_files(conn: Connection, store: ModelStore, person_id: UUID) -> list[st
 def remove_models(conn: Connection, store: ModelStore, person_id: UUID) -> int:
     """Removes a person's model files, then their model versions (forecasts follow); returns the versions."""
     with as_worker(conn, person_id, Purpose.DELETION, "models removed after consent to training was withdrawn"):
-        store.remove(conn, _scoped_folder(conn))
+        folder = _scoped_folder(conn)
+        store.remove(conn, folder)
+        store.sweep(conn, folder)
         row = conn.execute(query("finish_model_removal")).fetchone()
     return int(str(row[0])) if row else 0
 

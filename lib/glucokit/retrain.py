@@ -4,9 +4,10 @@ Everything happens in one transaction scoped to the person for training
 (``as_worker``; the person must consent to training, and a consent withdrawn
 while the person trains rolls everything back): the worker sees only that
 person's observations, models and model folder, and a worker killed half-way
-leaves no half-registered version (the transaction rolls back). Files it stored before the kill belong to no registered version
-(with the local store they have no row either; Supabase Storage commits each
-upload on its own): every retrain starts by sweeping them away.
+leaves no half-registered version (the transaction rolls back). Files it
+stored before the kill belong to no registered version (with the local store
+they have no row either; Supabase Storage commits each upload on its own):
+every retrain starts by sweeping them away.
 
 The new version is compared with the active one on the same recent holdout
 (the test split of the data as it is now) and becomes active only when its
@@ -147,13 +148,8 @@ class _Job:
             activated, reason = True, f"first trained model: holdout RMSE {new_score:.2f} mg/dL (mean over 5-60 min)"
         elif self.arm is not None and not self.arm.covers(current):
             # Serving the old version would contaminate the person's part in the experiment.
-            activated, reason = (
-                True,
-                (
-                    f"{self.arm}: replaces {current.algorithm} version {current.version}, not trained under the variant; "
-                    f"holdout RMSE {new_score:.2f} mg/dL (mean over 5-60 min)"
-                ),
-            )
+            replaced = f"replaces {current.algorithm} version {current.version}, not trained under the variant"
+            activated, reason = True, f"{self.arm}: {replaced}; holdout RMSE {new_score:.2f} mg/dL (mean over 5-60 min)"
         else:
             old_score = holdout_rmse(load_state(self.conn, self.store, current), *self.data, settings=self.settings)
             comparison = f"holdout RMSE {new_score:.2f} vs {old_score:.2f} mg/dL of active {current.version}"

@@ -274,11 +274,11 @@ begin
   cross join lateral (
     select case
       when not m.algorithm = any (v.families) then
-        format('served a %s model (version %s); variant %s trains %s', m.algorithm, m.version, v.name,
+        format('served version %s (%s); variant %s trains %s', m.version, m.algorithm, v.name,
                array_to_string(v.families, ', '))
       when m.trained_at < a.assigned_at then
-        format('served version %s, trained %s, before the assignment to variant %s at %s', m.version, m.trained_at,
-               v.name, a.assigned_at)
+        format('served version %s (%s), trained %s, before the assignment to variant %s at %s', m.version,
+               m.algorithm, m.trained_at, v.name, a.assigned_at)
     end as reason
   ) as why
   where a.person_id = p_person_id;

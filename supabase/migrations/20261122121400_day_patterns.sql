@@ -16,6 +16,9 @@
  */
 
 create extension if not exists vector with schema extensions;
+-- The vector type, its casts and operators live in `extensions`, which Supabase
+-- opens to its API roles; the workers write vectors too.
+grant usage on schema extensions to glucokit_worker;
 
 create table public.day_pattern (
   id uuid primary key default gen_random_uuid(),
