@@ -4,6 +4,8 @@
 #   retrain service: the image as is (listens on $PORT)
 #   retrain job:     command `python workers/retrain_job.py`
 #   forecast job:    command `python workers/forecast_job.py`
+#   privacy job:     command `glucokit privacy run` (erased persons' files, withdrawn models)
+#   day patterns:    command `glucokit patterns compute --all` (once a day)
 #   API service:     command `python workers/api_service.py` (listens on $PORT)
 #
 # The workers need DATABASE_URL (a login role that may `set role glucokit_worker`, see

@@ -140,3 +140,15 @@ insert into public.model_health_check (
   person_id, model_id, checked_at, window_from, window_to, horizon_minutes, outcomes, degraded, reason
 )
 values ({person}, {model}, {later}, {earlier}, {later}, 30, 1, false, '1 outcomes at 30 min, 96 needed');
+
+-- A forecast from the latest reading, so that the readings above leave the
+-- person with nothing due (the forecast job passes them by). Its band holds
+-- the value the prediction update probe writes (121).
+insert into public.prediction (
+  person_id, model_id, generated_at, target_at, horizon_minutes, value_mg_dl, lower_mg_dl,
+  upper_mg_dl, coverage, disclaimer_version, model_version, training_run_id, data_from, data_to, code_version
+)
+values (
+  {person}, {model}, {second_observation_at} + interval '60 minutes', {second_observation_at} + interval '65 minutes', 5,
+  141, 115, 155, 0.8, 'v1', '1.0.0', {run}, {earlier}, {observation_at}, 'probe'
+);

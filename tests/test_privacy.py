@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -273,3 +276,48 @@ def test_export_holds_everything_about_the_person(conn: Connection, owner: Owner
     (metadata,) = records["model_metadata"].values()
     assert metadata["version"] == "1.0.0"
     assert report.models == 1
+
+
+def cli(database_url: str, model_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    environment = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    return subprocess.run(
+        [sys.executable, "-m", "glucokit.cli", *args, "--database-url", database_url],
+        capture_output=True, text=True, timeout=300, check=False,
+        env=environment | {"GLUCOKIT_MODEL_DIR": str(model_dir)},
+    )  # fmt: skip
+
+
+def test_the_privacy_commands(conn: Connection, database_url: str, owner: Owner, tmp_path: Path) -> None:
+    store = LocalModelStore(tmp_path / "store")
+    trained(conn, owner, store)
+    person = str(owner.person)
+    shown = cli(database_url, store.root, "privacy", "consent", "--person", person)
+    assert shown.returncode == 0, shown.stderr
+    assert [line.split()[2] for line in shown.stdout.splitlines()] == ["training", "forecasting", "pattern_search"]
+    withdrawn = cli(database_url, store.root, "privacy", "consent", "--person", person, "--withdraw", "forecasting")
+    assert f"person {person}: forecasting     withdrawn " in withdrawn.stdout
+    bad = cli(database_url, store.root, "privacy", "consent", "--person", person, "--grant", "deletion")
+    assert bad.returncode == 2
+    assert "invalid choice: 'deletion'" in bad.stderr
+
+    audit = cli(database_url, store.root, "privacy", "audit", "--person", person)
+    assert audit.returncode == 0, audit.stderr
+    assert "training        " in audit.stdout
+    assert "initial retrain, attempt 1" in audit.stdout
+
+    exported = cli(database_url, store.root, "privacy", "export", "--person", person, "--out", str(tmp_path / "out"))
+    assert exported.returncode == 0, exported.stderr
+    assert (tmp_path / "out" / "bundle.json").is_file()
+    assert "1 model metadata files" in exported.stdout
+
+    unconfirmed = cli(database_url, store.root, "privacy", "erase", "--person", person)
+    assert (unconfirmed.returncode, unconfirmed.stderr.strip()) == (
+        1,
+        f"glucokit: error: erasing person {person} removes everything about them for good: add --yes",
+    )
+    erased = cli(database_url, store.root, "privacy", "erase", "--person", person, "--yes")
+    assert erased.returncode == 0, erased.stderr
+    job = cli(database_url, store.root, "privacy", "run")
+    assert job.returncode == 0, job.stderr
+    assert f"{person}: erased (3 files)" in job.stdout
+    assert every_mention(conn, owner.person) == []

@@ -524,9 +524,9 @@ select private.assert_consent();
 select private.has_consent(%(person_id)s, %(purpose)s::public.processing_purpose);
 
 -- name: consent_list
--- A person's consent records, by purpose.
-select purpose::text, granted_at, withdrawn_at, delete_models
-from public.consent where person_id = %(person_id)s order by purpose;
+-- A person's consent records, in the order of the purposes.
+select c.purpose::text as purpose, c.granted_at, c.withdrawn_at, c.delete_models
+from public.consent c where c.person_id = %(person_id)s order by c.purpose;
 
 -- name: consent_grant
 -- Gives consent to purposes, or gives it again after a withdrawal (a consent in force keeps its date).

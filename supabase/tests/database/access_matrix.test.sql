@@ -213,6 +213,18 @@ insert into public.model_health_check (
   person_id, model_id, checked_at, window_from, window_to, horizon_minutes, outcomes, degraded, reason
 )
 values ('b304d7ca79a45c0082e7649110572573'::uuid, '88450b7f67f2540dac7d1694f70a46eb'::uuid, '2026-01-15 08:10:00+00:00'::timestamptz, '2026-01-08 08:00:00+00:00'::timestamptz, '2026-01-15 08:10:00+00:00'::timestamptz, 30, 1, false, '1 outcomes at 30 min, 96 needed');
+
+-- A forecast from the latest reading, so that the readings above leave the
+-- person with nothing due (the forecast job passes them by). Its band holds
+-- the value the prediction update probe writes (121).
+insert into public.prediction (
+  person_id, model_id, generated_at, target_at, horizon_minutes, value_mg_dl, lower_mg_dl,
+  upper_mg_dl, coverage, disclaimer_version, model_version, training_run_id, data_from, data_to, code_version
+)
+values (
+  'b304d7ca79a45c0082e7649110572573'::uuid, '88450b7f67f2540dac7d1694f70a46eb'::uuid, '2026-01-15 08:05:00+00:00'::timestamptz + interval '60 minutes', '2026-01-15 08:05:00+00:00'::timestamptz + interval '65 minutes', 5,
+  141, 115, 155, 0.8, 'v1', '1.0.0', '8d2a472a67dc5b51865de9f2db2d5bed'::uuid, '2026-01-08 08:00:00+00:00'::timestamptz, '2026-01-15 08:00:00+00:00'::timestamptz, 'probe'
+);
 -- The probe world: one signed-in user who owns one person, with a row of every
 -- kind. It is created twice, for person A (whose rows the probes act on) and
 -- person B (the other user's), inside a transaction that is rolled back.
@@ -355,6 +367,18 @@ insert into public.model_health_check (
   person_id, model_id, checked_at, window_from, window_to, horizon_minutes, outcomes, degraded, reason
 )
 values ('18dd47afc7a05129bc2fa72761503cdb'::uuid, '112ad074d3bb5381b4aa0a566a5980db'::uuid, '2026-01-15 08:10:00+00:00'::timestamptz, '2026-01-08 08:00:00+00:00'::timestamptz, '2026-01-15 08:10:00+00:00'::timestamptz, 30, 1, false, '1 outcomes at 30 min, 96 needed');
+
+-- A forecast from the latest reading, so that the readings above leave the
+-- person with nothing due (the forecast job passes them by). Its band holds
+-- the value the prediction update probe writes (121).
+insert into public.prediction (
+  person_id, model_id, generated_at, target_at, horizon_minutes, value_mg_dl, lower_mg_dl,
+  upper_mg_dl, coverage, disclaimer_version, model_version, training_run_id, data_from, data_to, code_version
+)
+values (
+  '18dd47afc7a05129bc2fa72761503cdb'::uuid, '112ad074d3bb5381b4aa0a566a5980db'::uuid, '2026-01-15 08:05:00+00:00'::timestamptz + interval '60 minutes', '2026-01-15 08:05:00+00:00'::timestamptz + interval '65 minutes', 5,
+  141, 115, 155, 0.8, 'v1', '1.0.0', 'b60101a5edd55d1c9a5e892c17ba6ce7'::uuid, '2026-01-08 08:00:00+00:00'::timestamptz, '2026-01-15 08:00:00+00:00'::timestamptz, 'probe'
+);
 
 -- table public.person: person.owner_id = (select auth.uid())
 select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
