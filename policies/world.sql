@@ -111,9 +111,16 @@ from public.experiment_assignment where person_id = {person};
 update public.experiment set status = 'stopped', started_at = {earlier}, stopped_at = {later}
 where key in ('probe-' || {person}, 'probe-open-' || {person});
 
--- One day pattern: the day of the readings, at 110 mg/dL all day.
-insert into public.day_pattern (person_id, day, source, embedding, readings, filled_slots)
-values ({person}, {observation_at}::date, 'profile-v1', array_fill(110::real, array[48])::extensions.vector, 288, 0);
+-- One day pattern: the day of the readings, at 110 mg/dL all day. (The
+-- table needs pgvector: a test server without it, tests/conftest.py, has none.)
+do $$
+begin
+  if to_regclass('public.day_pattern') is not null then
+    insert into public.day_pattern (person_id, day, source, embedding, readings, filled_slots)
+    values ({person}, {observation_at}::date, 'profile-v1', array_fill(110::real, array[48])::extensions.vector, 288, 0);
+  end if;
+end
+$$;
 
 -- The readings at the targets of both forecast points (ids derived from the
 -- person's): the first point's outcome is recorded, the second's is left for
