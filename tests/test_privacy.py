@@ -57,9 +57,16 @@ def test_a_worker_reaches_a_person_only_for_a_purpose_they_consent_to(conn: Conn
             pass
     with as_worker(conn, owner.person, Purpose.TRAINING, "initial retrain"):
         assert conn.execute("select count(*) from public.person").fetchone() == (1,)
-    # Deleting needs no consent; every scope needs a reason.
-    with as_worker(conn, owner.person, Purpose.DELETION, "model removal"):
+    # Deleting needs no consent, but something to delete: it is no way round consent.
+    with (
+        pytest.raises(psycopg.errors.InsufficientPrivilege, match=r"nothing of person .* is to be deleted"),
+        as_worker(conn, owner.person, Purpose.DELETION, "model removal"),
+    ):
         pass
+    privacy.withdraw(conn, owner.user, owner.person, [Purpose.TRAINING], delete_models=True)
+    with as_worker(conn, owner.person, Purpose.DELETION, "model removal"):
+        assert conn.execute("select count(*) from public.person").fetchone() == (1,)
+    # Every scope needs a reason.
     with pytest.raises(GlucokitError, match="needs a purpose and a reason"), as_worker(conn, owner.person):
         pass
     with conn.transaction(force_rollback=True):

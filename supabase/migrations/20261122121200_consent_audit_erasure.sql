@@ -109,8 +109,10 @@ comment on table private.erasure is 'Deleted persons whose storage files are sti
 
 /**
  * The worker scope, now with a purpose and a reason. Scoping to a person:
- * - needs the person's consent to the purpose (except for deletion);
- * - for deletion, also works for a deleted person whose erasure is pending;
+ * - needs the person's consent to the purpose;
+ * - for deletion, needs no consent but pending deletion work: the person's
+ *   models are to be removed, or the person was deleted and their erasure is
+ *   pending;
  * - writes one audit row per (person, purpose) and transaction (not for a
  *   deleted person: nothing of theirs may stay).
  * The scope is transaction-local and cannot move to another person within the
@@ -158,6 +160,12 @@ begin
     end if;
     if person_owner is null then
       raise exception 'person % does not exist', p_person_id using errcode = 'no_data_found';
+    end if;
+  elsif p_purpose = 'deletion' then
+    -- Deletion needs no consent, so it is no way round consent either: only
+    -- for a person whose models are to be removed.
+    if not exists (select from private.model_removal r where r.person_id = p_person_id) then
+      raise exception 'nothing of person % is to be deleted', p_person_id using errcode = 'insufficient_privilege';
     end if;
   elsif not private.has_consent(p_person_id, p_purpose) then
     raise exception 'person % has not consented to %', p_person_id, p_purpose
