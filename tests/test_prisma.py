@@ -102,8 +102,9 @@ def test_prisma_client_reads_under_row_level_security(database_url: str, world: 
     assert read.returncode == 0, read.stderr
     assert json.loads(read.stdout) == {
         "persons": [str(world.a.person)],
-        "predictions": 2,
+        "predictions": 3,
         "latest": [
+            {"personId": str(world.a.person), "horizonMinutes": 5, "disclaimerVersion": "v1", "sources": []},
             {
                 "personId": str(world.a.person),
                 "horizonMinutes": 30,

@@ -184,9 +184,16 @@ from public.experiment_assignment where person_id = 'b304d7ca79a45c0082e76491105
 update public.experiment set status = 'stopped', started_at = '2026-01-08 08:00:00+00:00'::timestamptz, stopped_at = '2026-01-15 08:10:00+00:00'::timestamptz
 where key in ('probe-' || 'b304d7ca79a45c0082e7649110572573'::uuid, 'probe-open-' || 'b304d7ca79a45c0082e7649110572573'::uuid);
 
--- One day pattern: the day of the readings, at 110 mg/dL all day.
-insert into public.day_pattern (person_id, day, source, embedding, readings, filled_slots)
-values ('b304d7ca79a45c0082e7649110572573'::uuid, '2026-01-15 08:00:00+00:00'::timestamptz::date, 'profile-v1', array_fill(110::real, array[48])::extensions.vector, 288, 0);
+-- One day pattern: the day of the readings, at 110 mg/dL all day. (The
+-- table needs pgvector: a test server without it, tests/conftest.py, has none.)
+do $$
+begin
+  if to_regclass('public.day_pattern') is not null then
+    insert into public.day_pattern (person_id, day, source, embedding, readings, filled_slots)
+    values ('b304d7ca79a45c0082e7649110572573'::uuid, '2026-01-15 08:00:00+00:00'::timestamptz::date, 'profile-v1', array_fill(110::real, array[48])::extensions.vector, 288, 0);
+  end if;
+end
+$$;
 
 -- The readings at the targets of both forecast points (ids derived from the
 -- person's): the first point's outcome is recorded, the second's is left for
@@ -338,9 +345,16 @@ from public.experiment_assignment where person_id = '18dd47afc7a05129bc2fa727615
 update public.experiment set status = 'stopped', started_at = '2026-01-08 08:00:00+00:00'::timestamptz, stopped_at = '2026-01-15 08:10:00+00:00'::timestamptz
 where key in ('probe-' || '18dd47afc7a05129bc2fa72761503cdb'::uuid, 'probe-open-' || '18dd47afc7a05129bc2fa72761503cdb'::uuid);
 
--- One day pattern: the day of the readings, at 110 mg/dL all day.
-insert into public.day_pattern (person_id, day, source, embedding, readings, filled_slots)
-values ('18dd47afc7a05129bc2fa72761503cdb'::uuid, '2026-01-15 08:00:00+00:00'::timestamptz::date, 'profile-v1', array_fill(110::real, array[48])::extensions.vector, 288, 0);
+-- One day pattern: the day of the readings, at 110 mg/dL all day. (The
+-- table needs pgvector: a test server without it, tests/conftest.py, has none.)
+do $$
+begin
+  if to_regclass('public.day_pattern') is not null then
+    insert into public.day_pattern (person_id, day, source, embedding, readings, filled_slots)
+    values ('18dd47afc7a05129bc2fa72761503cdb'::uuid, '2026-01-15 08:00:00+00:00'::timestamptz::date, 'profile-v1', array_fill(110::real, array[48])::extensions.vector, 288, 0);
+  end if;
+end
+$$;
 
 -- The readings at the targets of both forecast points (ids derived from the
 -- person's): the first point's outcome is recorded, the second's is left for
