@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
-from glucokit import forecasts, privacy, retrain, retrain_job
+from glucokit import forecast_job, forecasts, privacy, retrain, retrain_job
 from glucokit.errors import GlucokitError
 from glucokit.ingest import Ingest
 from glucokit.model_store import LocalModelStore
@@ -187,17 +187,30 @@ def test_without_consent_to_forecasting_no_forecast_is_written(conn: Connection,
     report = retrain_job.run(conn, LocalModelStore(tmp_path), settings=FAST)
     assert [r.person_id for r in report.retrained] == [owner.person]
     assert (report.forecasts, report.forecast_failed) == ([], {})
+    assert owner.person not in forecast_job.due_persons(conn, None)
+    privacy.grant(conn, owner.user, owner.person, [Purpose.FORECASTING])
+    assert owner.person in forecast_job.due_persons(conn, None)
+    privacy.withdraw(conn, owner.user, owner.person, [Purpose.FORECASTING])
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not consented to forecasting"):
         forecasts.write_forecasts(conn, LocalModelStore(tmp_path), owner.person)
 
 
-def test_withdrawal_with_delete_models_removes_models_files_and_forecasts(
+@pytest.fixture
+def trained_pair(
     conn: Connection, make_owner: Callable[[], Owner], tmp_path: Path
-) -> None:
+) -> tuple[Owner, Owner, LocalModelStore]:
+    """Two persons with a trained model each: the one a test strips or erases, and a bystander who keeps everything."""
     owner, bystander = make_owner(), make_owner()
     store = LocalModelStore(tmp_path)
     trained(conn, owner, store)
     trained(conn, bystander, store)
+    return owner, bystander, store
+
+
+def test_withdrawal_with_delete_models_removes_models_files_and_forecasts(
+    conn: Connection, trained_pair: tuple[Owner, Owner, LocalModelStore], tmp_path: Path
+) -> None:
+    owner, bystander, store = trained_pair
     privacy.withdraw(conn, owner.user, owner.person, [Purpose.TRAINING], delete_models=True)
     report = privacy.run(conn, store)
     assert (report.models_removed, report.failed) == ({owner.person: 1}, {})
@@ -231,12 +244,9 @@ def every_mention(conn: Connection, person: UUID) -> list[str]:
 
 
 def test_erasure_leaves_no_row_no_file_and_no_message_with_the_persons_id(
-    conn: Connection, make_owner: Callable[[], Owner], tmp_path: Path
+    conn: Connection, trained_pair: tuple[Owner, Owner, LocalModelStore], tmp_path: Path
 ) -> None:
-    owner, bystander = make_owner(), make_owner()
-    store = LocalModelStore(tmp_path)
-    trained(conn, owner, store)
-    trained(conn, bystander, store)
+    owner, bystander, store = trained_pair
     # Something of every kind: feedback, a rejected entry, a waiting request with its message, an audit trail.
     with as_user(conn, owner.user):
         conn.execute(

@@ -1,10 +1,12 @@
 """The forecast job: write forecasts for every person with new readings, the way a Cloud Run job task does.
 
 A pass lists the persons due a forecast (``private.forecast_due_persons``:
-their latest CGM reading is newer than the latest their active model has
-forecast from), a page at a time in person order, takes those of its shard
-(``CLOUD_RUN_TASK_INDEX`` of ``CLOUD_RUN_TASK_COUNT``) and writes each one's
-new forecasts in that person's scope (``forecasts.write_forecasts``). Each
+they consent to forecasting and their latest CGM reading is newer than the
+latest their active model has forecast from), a page at a time in person
+order, takes those of its shard (``CLOUD_RUN_TASK_INDEX`` of
+``CLOUD_RUN_TASK_COUNT``), checks each one's earlier forecasts
+(``monitoring.monitor``) and writes their new forecasts in that person's
+scope (``forecasts.write_forecasts``). Each
 person is visited once per pass; one whose latest hour cannot be forecast (a
 gap) stays due and is tried again by the next pass. Run it on a schedule
 (Cloud Scheduler every few minutes); it stops early when its time is up or
@@ -19,14 +21,14 @@ from dataclasses import dataclass, field
 from typing import Final
 from uuid import UUID
 
-from glucokit import consent, monitoring
+from glucokit import monitoring
 from glucokit.forecast import HORIZON_MINUTES
 from glucokit.forecasts import ForecastWrite, write_forecasts
 from glucokit.model_store import ModelStore
 from glucokit.monitoring import MonitorReport
 from glucokit.queries import query
 from glucokit.retrain_job import Shard, stop_reason
-from glucokit.sessions import Connection, Purpose, as_worker
+from glucokit.sessions import Connection, as_worker
 
 PAGE: Final = 500
 
@@ -37,7 +39,6 @@ class ForecastJobReport:
 
     written: list[ForecastWrite] = field(default_factory=list)
     failed: dict[UUID, str] = field(default_factory=dict)  # person -> error
-    refused: list[UUID] = field(default_factory=list)  # persons without consent to forecasting
     monitored: list[MonitorReport] = field(default_factory=list)  # outcomes and model checks, before the forecasts
     stopped: str = "every due person visited"
 
@@ -77,9 +78,6 @@ def run(
             if reason := stop_reason(stop, deadline):
                 report.stopped = reason
                 return report
-            if not consent.in_force(conn, person, Purpose.FORECASTING):
-                report.refused.append(person)
-                continue
             try:
                 report.monitored.append(monitoring.monitor(conn, person))
                 written = write_forecasts(conn, store, person, horizons=horizons)

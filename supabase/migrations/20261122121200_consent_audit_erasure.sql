@@ -142,6 +142,7 @@ as $$
 declare
   current_scope uuid := private.worker_person_id();
   person_owner uuid;
+  person_exists boolean;
 begin
   if p_person_id is null then
     raise exception 'a worker scope needs a person id' using errcode = 'null_value_not_allowed';
@@ -154,7 +155,8 @@ begin
       using errcode = 'insufficient_privilege';
   end if;
   select owner_id into person_owner from public.person where id = p_person_id;
-  if not found then
+  person_exists := found;
+  if not person_exists then
     if p_purpose = 'deletion' then
       select e.owner_id into person_owner from private.erasure e where e.person_id = p_person_id;
     end if;
@@ -172,8 +174,7 @@ begin
       using errcode = 'insufficient_privilege',
         hint = 'The owner grants consent per purpose in public.consent.';
   end if;
-  if exists (select from public.person where id = p_person_id)
-    and private.worker_purpose() is distinct from p_purpose then
+  if person_exists and private.worker_purpose() is distinct from p_purpose then
     insert into public.audit_log (person_id, worker, application, purpose, reason)
     values (
       p_person_id, session_user, coalesce(nullif(current_setting('application_name', true), ''), 'unnamed'),
@@ -331,9 +332,77 @@ begin
 end
 $$;
 
+/**
+ * Persons due a forecast are only those who consent to forecasting; otherwise
+ * as in migration 20261122120900.
+ */
+create or replace function private.forecast_due_persons(p_after uuid default null, p_limit integer default 1000)
+returns table (person_id uuid)
+  language plpgsql stable security definer
+  set search_path = ''
+as $$
+declare
+  cgm_codes text[] := (select c.cgm_codes from private.retrain_config c);
+begin
+  if private.worker_person_id() is not null then
+    raise exception 'persons due a forecast are listed unscoped' using errcode = 'insufficient_privilege';
+  end if;
+  if p_limit is null or p_limit < 1 then
+    raise exception 'the limit must be positive' using errcode = 'invalid_parameter_value';
+  end if;
+  return query
+    select m.person_id
+    from public.ml_model m
+    cross join lateral (
+      select max(o.effective_at) as at
+      from public.observation o
+      where o.person_id = m.person_id
+        and o.code_system = 'http://loinc.org'
+        and o.code = any (cgm_codes)
+        and o.status not in ('cancelled', 'entered-in-error')
+    ) as latest
+    cross join lateral (
+      select max(p.generated_at) as at from public.prediction p where p.model_id = m.id
+    ) as forecast
+    where m.stage = 'active'
+      and (p_after is null or m.person_id > p_after)
+      and latest.at >= m.data_to
+      and (forecast.at is null or latest.at > forecast.at)
+      and private.has_consent(m.person_id, 'forecasting')
+    order by m.person_id
+    limit p_limit;
+end
+$$;
+
 -- -----------------------------------------------------------------------------
 -- Model removal (purpose 'deletion', in the person's scope)
 -- -----------------------------------------------------------------------------
+/**
+ * The deletion scope both finishing steps need: the person in scope, once no
+ * model file of theirs remains (files go first, then the rows naming them).
+ */
+create or replace function private.deletion_scope_without_files() returns uuid
+  language plpgsql stable security definer
+  set search_path = ''
+as $$
+declare
+  v_person uuid := private.worker_person_id();
+begin
+  if v_person is null or private.worker_purpose() is distinct from 'deletion' then
+    raise exception 'this step runs in a deletion scope' using errcode = 'insufficient_privilege';
+  end if;
+  if exists (
+    select from storage.objects o
+    where o.bucket_id = 'models' and starts_with(o.name, private.worker_storage_prefix())
+  ) then
+    raise exception 'files of person % remain: remove them first', v_person
+      using errcode = 'object_not_in_prerequisite_state';
+  end if;
+  return v_person;
+end
+$$;
+comment on function private.deletion_scope_without_files() is 'Worker: the person of the deletion scope, once none of their model files remain.';
+revoke all on function private.deletion_scope_without_files() from public;
 /**
  * Privacy job, unscoped: persons whose models are to be removed and deleted
  * persons whose files are to be erased, oldest first.
@@ -373,19 +442,9 @@ create or replace function private.finish_model_removal() returns integer
   set search_path = ''
 as $$
 declare
-  v_person uuid := private.worker_person_id();
+  v_person uuid := private.deletion_scope_without_files();
   removed integer;
 begin
-  if v_person is null or private.worker_purpose() is distinct from 'deletion' then
-    raise exception 'models are removed in a deletion scope' using errcode = 'insufficient_privilege';
-  end if;
-  if exists (
-    select from storage.objects o
-    where o.bucket_id = 'models' and starts_with(o.name, private.worker_storage_prefix())
-  ) then
-    raise exception 'model files of person % remain: remove them first', v_person
-      using errcode = 'object_not_in_prerequisite_state';
-  end if;
   delete from public.ml_model m where m.person_id = v_person;
   get diagnostics removed = row_count;
   delete from private.model_removal r where r.person_id = v_person;
@@ -431,20 +490,10 @@ create or replace function private.finish_erasure() returns void
   set search_path = ''
 as $$
 declare
-  v_person uuid := private.worker_person_id();
+  v_person uuid := private.deletion_scope_without_files();
 begin
-  if v_person is null or private.worker_purpose() is distinct from 'deletion' then
-    raise exception 'an erasure is finished in a deletion scope' using errcode = 'insufficient_privilege';
-  end if;
   if exists (select from public.person p where p.id = v_person) then
     raise exception 'person % still exists: delete the person first', v_person
-      using errcode = 'object_not_in_prerequisite_state';
-  end if;
-  if exists (
-    select from storage.objects o
-    where o.bucket_id = 'models' and starts_with(o.name, private.worker_storage_prefix())
-  ) then
-    raise exception 'files of person % remain: remove them first', v_person
       using errcode = 'object_not_in_prerequisite_state';
   end if;
   delete from private.erasure e where e.person_id = v_person;
