@@ -1,7 +1,8 @@
 # glucokit's Cloud Run services and jobs, one image:
 #
 #   docker build -t glucokit-workers .
-#   retrain service: the image as is (listens on $PORT)
+#   retrain service: the image as is (listens on $PORT; needs GLUCOKIT_RETRAIN_AUDIENCE and
+#                    GLUCOKIT_RETRAIN_INVOKERS, see docs/retrain-queue.md)
 #   retrain job:     command `python workers/retrain_job.py`
 #   forecast job:    command `python workers/forecast_job.py`
 #   privacy job:     command `glucokit privacy run` (erased persons' files, withdrawn models)

@@ -33,6 +33,9 @@ from glucokit.sessions import Connection
 from glucokit.urls import with_database
 from owners import Owner
 
+# The API's fixtures (a signed-in world and an app), for every module that tests the API.
+pytest_plugins = ["api_fixtures"]
+
 EXTERNAL_URL = os.environ.get("DATABASE_URL")
 TEST_SERVER_URL = os.environ.get("GLUCOKIT_TEST_SERVER_URL")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 
+from glucokit.cli import Exit
 from glucokit.database import EmbeddedServer
 from glucokit.demo import DEMO_USERS
 from glucokit.disclaimer import DISCLAIMER
@@ -50,7 +51,7 @@ def test_a_bad_url_is_one_clear_line(database_url: str) -> None:
 def test_a_server_that_is_down_is_one_clear_line(tmp_path: Path) -> None:
     url = f"postgresql://postgres:secret@localhost:5432/postgres?host={tmp_path}"
     result = glucokit("db", "migrate", "--database-url", url)
-    assert result.returncode == 1
+    assert result.returncode == Exit.UNREACHABLE
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("glucokit: error: cannot connect to postgresql://postgres:***@localhost")
     assert "No such file or directory" in result.stderr
@@ -77,11 +78,11 @@ def test_embedded_server_lifecycle(tmp_path: Path) -> None:
     assert server.stop() is False
 
 
-def test_prisma_check_exits_2_on_drift(database_url: str, tmp_path: Path) -> None:
+def test_prisma_check_exits_1_on_drift(database_url: str, tmp_path: Path) -> None:
     schema = tmp_path / "schema.prisma"
     schema.write_text(Path("prisma/schema.prisma").read_text().replace("  reason      String?\n", ""))
     result = glucokit("prisma", "check", "--database-url", database_url, "--schema", str(schema))
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == Exit.FAILED, result.stderr
     assert 'DROP COLUMN "reason"' in result.stdout
 
 
@@ -114,7 +115,7 @@ def test_demo_loads_and_shows_what_each_user_sees(new_database: Callable[[], str
 def test_policies_check_passes_on_the_migrated_database(database_url: str) -> None:
     result = glucokit("policies", "check", "--database-url", database_url)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.splitlines()[-1] == "532 cells and 218 statements without WHERE measured; 0 problem(s)"
+    assert result.stdout.splitlines()[-1] == "608 cells and 256 statements without WHERE measured; 0 problem(s)"
 
 
 def test_policies_check_fails_on_a_loosened_policy(new_database: Callable[[], str]) -> None:

@@ -11,6 +11,7 @@ import orjson
 from fhir.resources.R4B.bundle import Bundle
 
 from fhir_samples import bundle, cgm
+from glucokit.cli import Exit
 from glucokit.project import PROJECT_DIR
 from glucokit.sessions import Connection
 from owners import Owner, rows
@@ -62,7 +63,7 @@ def test_ingest_as_another_user_is_refused(
     result = glucokit(
         "ingest", str(path), "--person", str(owner.person), "--user", str(other.user), "--database-url", database_url
     )
-    assert result.returncode == 1
+    assert result.returncode == Exit.NOT_FOUND
     assert result.stderr == (
         f"glucokit: error: person {owner.person} does not exist or is not one of yours: nothing was stored\n"
     )

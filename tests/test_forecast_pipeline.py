@@ -32,9 +32,9 @@ from glucokit.forecast.bundle import PersonData, read_bundle
 from glucokit.forecast.evaluation import evaluate_people
 from glucokit.forecast.features import FeatureSpec, standardizer
 from glucokit.forecast.model import TrainConfig
-from glucokit.forecast.pipeline import TrainingSettings, candidates
+from glucokit.forecast.pipeline import TrainingSettings, candidates, reads_events
 from glucokit.forecast.series import prepare
-from glucokit.forecast.windows import history, split
+from glucokit.forecast.windows import GLUCOSE_LOOKBACK, history, split
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 STEP = timedelta(minutes=5)
@@ -206,6 +206,20 @@ def test_forecast_from_the_saved_state(person: Person, outcome: TrainingOutcome)
         assert point.low == pytest.approx(max(point.value - q, 0.0))
         assert point.high == pytest.approx(point.value + q)
         assert 10 <= point.value <= 1000
+
+
+def test_forecast_from_the_last_hour_reads_four_hours_of_events(person: Person, outcome: TrainingOutcome) -> None:
+    # Serving is given the glucose its inputs need and the events of their look-back: the model must
+    # see what evaluation gave it, events older than the glucose included.
+    assert reads_events(outcome.state) == (True, True)
+    series = prepare(person.glucose, person.carbs, person.insulin)
+    for end in (len(series) - 1, len(series) - 100):
+        latest = series.time(end)
+        hour = [(moment, value) for moment, value in person.glucose if latest - GLUCOSE_LOOKBACK < moment <= latest]
+        assert len(hour) == 14
+        points = forecast(outcome.state, hour, latest, person.carbs, person.insulin)
+        expected = restore(outcome.state.model).predict(history(series, np.array([end])))
+        np.testing.assert_allclose([point.value for point in points], expected[0], rtol=0, atol=1e-9)
 
 
 def test_forecast_refuses_stale_or_gappy_readings(person: Person, outcome: TrainingOutcome) -> None:

@@ -6,6 +6,7 @@ Small hand-made series only; training a person end to end is test_forecast_pipel
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -18,8 +19,20 @@ from glucokit.forecast.candidates import AR2, Persistence, Ridge, rmse
 from glucokit.forecast.features import FeatureSpec
 from glucokit.forecast.metrics import band, evaluate
 from glucokit.forecast.pipeline import calibrate
-from glucokit.forecast.series import Reading, prepare, resample
-from glucokit.forecast.windows import EVENT_STEPS, HORIZONS, INPUT_STEPS, Inputs, history, split, windows
+from glucokit.forecast.series import Reading, micros, prepare, resample, timeline
+from glucokit.forecast.windows import (
+    EVENT_LOOKBACK,
+    EVENT_STEPS,
+    GLUCOSE_LOOKBACK,
+    HORIZONS,
+    INPUT_STEPS,
+    Inputs,
+    history,
+    inputs_at,
+    sources_at,
+    split,
+    windows,
+)
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 STEP = timedelta(minutes=5)
@@ -109,7 +122,7 @@ def test_time_of_day_is_local() -> None:
     from zoneinfo import ZoneInfo  # noqa: PLC0415
 
     series = resample([(datetime(2026, 7, 1, 10, tzinfo=UTC), 100.0)], tz=ZoneInfo("Europe/Paris"))
-    assert series.day_fraction[0] == pytest.approx(12 / 24)
+    assert history(series, np.array([0], dtype=np.int64)).day_fraction[0] == pytest.approx(12 / 24)
 
 
 def test_naive_times_are_refused() -> None:
@@ -137,7 +150,10 @@ def test_windows_are_gap_aware() -> None:
     for end in found.end.tolist():
         assert 30 not in range(end + 1, end + HORIZONS + 1)
         assert not set(range(45, 50)) & set(range(end - INPUT_STEPS + 1, end + HORIZONS + 1))
-    assert 30 in found.end  # the filled point may be the latest input
+    # A window starts from a reading, as a live forecast does: a filled latest point would be
+    # interpolated from the reading after it, the future.
+    assert 30 not in found.end
+    assert 31 in found.end  # the filled point is an input of the windows after it
     assert np.isfinite(found.target).all()
     assert np.isfinite(found.inputs.glucose).all()
     np.testing.assert_array_equal(found.target[:, 0], found.inputs.last + 1)
@@ -163,6 +179,67 @@ def test_event_history_looks_back_only() -> None:
     assert inputs.carbs[1, 0] == 30.0  # 4 hours back, the oldest step
     # The meal at step 70 is in every window's future; the one at 5 is too old for the last.
     assert inputs.carbs.sum(axis=1).tolist() == [30.0, 30.0, 0.0]
+
+
+def test_an_origin_reads_its_look_back_and_nothing_after_it() -> None:
+    origin = START + 60 * STEP
+    tiny = timedelta(microseconds=1)
+    carbs: list[Reading] = [
+        (origin - EVENT_LOOKBACK, 10.0),  # half a step beyond the oldest step: not read
+        (origin - EVENT_LOOKBACK + tiny, 20.0),  # the oldest step
+        (origin - 15 * STEP + timedelta(minutes=3), 30.0),  # 14.4 steps back: the step 14 back
+        (origin, 40.0),
+        (origin + tiny, 50.0),  # after the origin: never read
+    ]
+    glucose = steady(80)
+    records = timeline(glucose, carbs)
+    inputs = inputs_at(records, np.array([micros(origin)]), UTC)
+    read_carbs = {int(i): float(v) for i, v in enumerate(inputs.carbs[0]) if v}
+    assert read_carbs == {0: 20.0, EVENT_STEPS - 1 - 14: 30.0, EVENT_STEPS - 1: 40.0}
+    read = sources_at(records, micros(origin))
+    assert read.carbs == [1, 2, 3]
+    assert [glucose[i][0] for i in read.glucose] == [origin - k * STEP for k in range(INPUT_STEPS - 1, -1, -1)]
+    assert inputs.glucose[0].tolist() == [float(glucose[60 - k][1]) for k in range(INPUT_STEPS - 1, -1, -1)]
+
+
+def test_a_short_gap_at_the_start_of_the_hour_is_filled_from_the_reading_before_it() -> None:
+    origin = START + 60 * STEP
+    # Readings up to 13 steps back, but none 11 and 12 steps back: 15 minutes between two readings.
+    glucose = [(origin - k * STEP, 100.0 + k) for k in range(14) if k not in (11, 12)]
+    records = timeline(glucose)
+    inputs = inputs_at(records, np.array([micros(origin)]), UTC)
+    assert inputs.glucose[0, 0] == pytest.approx(111.0)
+    assert sorted(glucose[i][0] for i in sources_at(records, micros(origin)).glucose) == sorted(
+        moment for moment, _ in glucose
+    )
+    # One reading fewer and the gap is 20 minutes: the hour is not whole, and nothing older is read.
+    short = timeline(glucose[:-1])
+    assert not inputs_at(short, np.array([micros(origin)]), UTC).whole[0]
+    assert GLUCOSE_LOOKBACK == 13.5 * STEP
+
+
+def test_inputs_at_an_origin_are_the_same_from_any_longer_history() -> None:
+    # A jittered sensor and events at odd times: the window at an origin must come out the same
+    # from the whole record (training, evaluation) as from its look-back alone (serving).
+    rng = np.random.default_rng(5)
+    glucose = [(START + i * STEP + timedelta(seconds=float(rng.uniform(-70, 70))), 100.0 + 30 * math.sin(i / 9))
+               for i in range(400)]  # fmt: skip
+    carbs = [(START + timedelta(minutes=float(m)), 20.0) for m in rng.uniform(0, 2000, 15)]
+    insulin = [(START + timedelta(minutes=float(m)), 1.5) for m in rng.uniform(0, 2000, 40)]
+    everything = timeline(glucose, carbs, insulin)
+    origins = everything.glucose_at[100::37]
+    whole = inputs_at(everything, origins, UTC)
+    for row, origin in enumerate(origins.tolist()):
+        since = origin - max(GLUCOSE_LOOKBACK, EVENT_LOOKBACK) // timedelta(microseconds=1)
+
+        def recent(readings: Sequence[Reading], since: int = since, origin: int = origin) -> list[Reading]:
+            return [(moment, value) for moment, value in readings if since < micros(moment) <= origin]
+
+        alone = inputs_at(timeline(recent(glucose), recent(carbs), recent(insulin)), np.array([origin]), UTC)
+        for name in ("glucose", "day_fraction", "carbs", "insulin"):
+            np.testing.assert_array_equal(getattr(alone, name)[0], getattr(whole, name)[row], err_msg=name)
+    assert whole.carbs.any()
+    assert whole.insulin.any()
 
 
 # ---- the baselines and ridge ------------------------------------------------

@@ -103,6 +103,29 @@ def test_anchors_are_the_input_hour_and_the_events_the_model_reads(
     assert all(FIXTURE_END - timedelta(hours=4) < at <= FIXTURE_END for _, at in covariates)
 
 
+def test_anchors_are_exactly_the_readings_the_inputs_were_made_of(
+    conn: Connection, trained: tuple[Owner, LocalModelStore]
+) -> None:
+    owner, store = trained
+    write_forecasts(conn, store, owner.person)
+    # An hour of new readings but the second: 55 minutes before the last one, its point is filled
+    # from the first reading and the third, so the first (an hour before the last) was read too.
+    fresh = [k for k in range(13) if k != 1]
+    ingest(conn, owner, bundle(*(cgm(FIRST_NEW + k, 150 + k) for k in fresh)))
+    write_forecasts(conn, store, owner.person)
+    last = FIXTURE_END + 13 * timedelta(minutes=5)
+    with as_user(conn, owner.user):
+        rows = conn.execute(
+            "select s.observation_effective_at from public.prediction_source s"
+            " join public.prediction p on p.id = s.prediction_id"
+            " where p.generated_at = %s and p.horizon_minutes = 5 and s.role = 'input_window'",
+            (last,),
+        ).fetchall()
+    read = sorted(at for (at,) in rows if isinstance(at, datetime))
+    assert len(read) == len(rows)
+    assert read == [FIXTURE_END + (k + 1) * timedelta(minutes=5) for k in fresh]
+
+
 def test_new_readings_add_their_origins_and_nothing_is_written_twice(
     conn: Connection, trained: tuple[Owner, LocalModelStore]
 ) -> None:

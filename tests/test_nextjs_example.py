@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import psycopg
 import pytest
 
+from api_fixtures import SECRET
 from fhir_samples import bundle, cgm
 from glucokit import reads, registry
 from glucokit.disclaimer import DISCLAIMERS, LANGUAGES, disclaimer_text
@@ -36,7 +37,6 @@ from glucokit.retrain import retrain
 from glucokit.sessions import Purpose, as_user, as_worker
 from glucokit.urls import with_host
 from owners import Owner, ingest
-from test_api import SECRET
 from test_forecasts import FIRST_NEW, RIDGE
 
 EXAMPLE = PROJECT_DIR / "examples" / "nextjs"

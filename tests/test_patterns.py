@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from api_fixtures import SECRET, bearer, is_problem, token
 from glucokit import patterns
 from glucokit.api import ApiSettings, TokenVerifier, create_app
 from glucokit.cli import main
@@ -22,7 +23,6 @@ from glucokit.patterns import SLOTS, DayPattern, SkippedDay, day_pattern, day_pa
 from glucokit.queries import query
 from glucokit.sessions import Connection, as_anon, as_user, as_worker
 from owners import Owner
-from test_api import SECRET, bearer, is_problem, token
 
 pytestmark = pytest.mark.full_schema
 
@@ -337,5 +337,5 @@ def test_the_command_line_computes_and_finds_similar_days(
     assert main(["patterns", "similar", *common, "--day", str(today - timedelta(days=1)), "--limit", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in lines] == [str(today - timedelta(days=2)), str(today - timedelta(days=3))]
-    assert main(["patterns", "similar", *common, "--day", str(today)]) == 1
+    assert main(["patterns", "similar", *common, "--day", str(today)]) == 5
     assert "has no day pattern for" in capsys.readouterr().err

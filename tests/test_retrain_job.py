@@ -9,16 +9,22 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import LiteralString
+from typing import Any, LiteralString
 
-from glucokit import registry, retrain_job
+import pytest
+
+from glucokit import registry, retrain_job, retrain_queue
 from glucokit.ingest import Ingest
 from glucokit.model_store import LocalModelStore
 from glucokit.project import PROJECT_DIR, SIMULATED_DIR
+from glucokit.retrain import RetrainResult, retrain
 from glucokit.retrain_job import Shard
+from glucokit.retrain_queue import Trigger
 from glucokit.sessions import Connection, Purpose, as_user, as_worker
 from owners import Owner
+from test_cli import glucokit
 
 
 def with_simulated_data(conn: Connection, owner: Owner, bundle: str = "child-001.json.gz") -> Owner:
@@ -171,3 +177,131 @@ def test_a_job_killed_mid_training_leaves_nothing_and_the_retry_finishes(
         runs = conn.execute("select attempt, status::text from public.training_run").fetchall()
     assert runs == [(2, "succeeded")]
     assert request_status(conn, owner) == ["done"]
+
+
+def owners_on_shards(make_owner: Callable[[], Owner], count: int, wanted: dict[int, int]) -> dict[int, list[Owner]]:
+    """Fresh owners until shard ``index`` of ``count`` has ``wanted[index]`` persons, for every index named."""
+    found: dict[int, list[Owner]] = {index: [] for index in wanted}
+    while any(len(found[index]) < number for index, number in wanted.items()):
+        owner = make_owner()
+        index = owner.person.int % count
+        if index in found and len(found[index]) < wanted[index]:
+            found[index].append(owner)
+    return found
+
+
+def test_a_task_finds_its_shard_behind_a_full_batch_of_another(
+    conn: Connection, make_owner: Callable[[], Owner], tmp_path: Path
+) -> None:
+    shards = owners_on_shards(make_owner, 2, {0: 1, 1: retrain_job.PEEK_BATCH})
+    with as_worker(conn, None):
+        for other in shards[1]:
+            retrain_queue.enqueue(conn, other.person, Trigger.PERFORMANCE, "queued first")
+    [mine] = shards[0]
+    with_simulated_data(conn, mine)  # queued after all of them
+    report = retrain_job.run(
+        conn, LocalModelStore(tmp_path), shard=Shard(0, 2), settings=retrain_job.training_settings("ridge")
+    )
+    assert ([result.person_id for result in report.retrained], report.stopped) == ([mine.person], "queue drained")
+    assert request_status(conn, mine) == ["done"]
+    assert all(request_status(conn, other) == ["queued"] for other in shards[1])
+
+
+def request_row(conn: Connection, owner: Owner) -> tuple[str, int, str | None]:
+    """(status, attempts, error) of the person's only retrain request, as its owner sees it."""
+    with as_user(conn, owner.user):
+        row = conn.execute("select status::text, attempts, error from public.retrain_request").fetchone()
+    assert row is not None
+    return str(row[0]), int(str(row[1])), None if row[2] is None else str(row[2])
+
+
+def backoff_over(conn: Connection, owner: Owner) -> None:
+    """Lets the person's waiting message show now, as if its backoff had passed."""
+    conn.execute(
+        "select pgmq.set_vt('glucokit_retrain', msg_id, 0) from public.retrain_request where person_id = %s"
+        " and status = 'queued'",
+        (owner.person,),
+    )
+    conn.commit()
+
+
+def seconds_until(moment: datetime) -> float:
+    return (moment - datetime.now(UTC)).total_seconds()
+
+
+def test_a_retrain_that_raised_is_retried_after_a_backoff(
+    conn: Connection, owner: Owner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_simulated_data(conn, owner)
+    calls: list[int] = []
+
+    def flaky(*args: Any, **options: Any) -> RetrainResult:
+        calls.append(options["attempt"])
+        if len(calls) == 1:
+            raise RuntimeError("the model store is down")
+        return retrain(*args, **options)
+
+    monkeypatch.setattr(retrain_job, "retrain", flaky)
+    store, ridge = LocalModelStore(tmp_path), retrain_job.training_settings("ridge")
+    first = retrain_job.run(conn, store, settings=ridge)
+    assert first.failed == {owner.person: "RuntimeError('the model store is down')"}
+    assert owner.person not in first.gave_up
+    assert 290 < seconds_until(first.retrying[owner.person]) <= 300  # retry_delay_seconds
+    status, attempts, error = request_row(conn, owner)
+    assert (status, attempts) == ("queued", 1)
+    assert error is not None
+    assert error.startswith("attempt 1 failed: RuntimeError('the model store is down'); retried at ")
+    with as_worker(conn, None):
+        assert retrain_queue.metrics(conn).retrying >= 1
+    # Hidden for its backoff: a job running meanwhile leaves it alone.
+    assert owner.person not in {result.person_id for result in retrain_job.run(conn, store, settings=ridge).retrained}
+    backoff_over(conn, owner)
+    retried = retrain_job.run(conn, store, settings=ridge)
+    assert [result.person_id for result in retried.retrained if result.person_id == owner.person] == [owner.person]
+    assert calls == [1, 2]
+    assert request_row(conn, owner) == ("done", 2, None)
+    assert active_version(conn, owner) == "1.0.0"
+
+
+def test_a_retrain_that_keeps_raising_is_given_up_with_its_reason(
+    conn: Connection, owner: Owner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    def broken(*args: Any, **options: Any) -> RetrainResult:
+        raise RuntimeError("the model store is down")
+
+    monkeypatch.setattr(retrain_job, "retrain", broken)
+    with as_worker(conn, None):
+        retrain_queue.enqueue(conn, owner.person, Trigger.PERFORMANCE, "test")
+    store = LocalModelStore(tmp_path)
+    backoffs = []
+    for _ in range(2):  # max_attempts is 3: two retries, each waiting twice as long as the one before
+        report = retrain_job.run(conn, store)
+        backoffs.append(seconds_until(report.retrying[owner.person]))
+        backoff_over(conn, owner)
+    assert 290 < backoffs[0] <= 300
+    assert 590 < backoffs[1] <= 600
+    last = retrain_job.run(conn, store)
+    assert (last.failed[owner.person], owner.person in last.gave_up) == (
+        "RuntimeError('the model store is down')",
+        True,
+    )
+    assert owner.person not in last.retrying
+    assert request_row(conn, owner) == (
+        "failed", 3, "gave up after 3 attempts; the last one failed: RuntimeError('the model store is down')"
+    )  # fmt: skip
+    with as_worker(conn, None):
+        assert retrain_queue.metrics(conn).failed_last_day >= 1
+    archived = conn.execute(
+        "select count(*) from pgmq.a_glucokit_retrain where message ->> 'person_id' = %s", (str(owner.person),)
+    ).fetchone()
+    assert archived == (1,)
+    assert owner.person not in {result.person_id for result in retrain_job.run(conn, store).retrained}
+    # The operator sees the dead letter with its reason.
+    status = glucokit("queue", "status", "--limit", "1000", "--database-url", database_url)
+    assert status.returncode == 0, status.stderr
+    assert "given up (dead letters), newest first:" in status.stdout
+    letter = next(line for line in status.stdout.splitlines() if str(owner.person) in line)
+    assert letter.endswith(
+        "(performance, 3 attempt(s)): gave up after 3 attempts; the last one failed: "
+        "RuntimeError('the model store is down')"
+    )

@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import orjson
 import psycopg
@@ -15,7 +15,8 @@ import pytest
 from fhir_samples import bundle, cgm
 from glucokit import migrate, retrain_queue
 from glucokit.ingest import Ingest, Limits
-from glucokit.retrain_queue import Claim, ClaimLost, Outcome, RateLimited, Trigger
+from glucokit.retrain_job import Shard
+from glucokit.retrain_queue import Claim, ClaimLost, Outcome, RateLimited, RetryOutcome, Trigger
 from glucokit.sessions import Connection, Purpose, as_anon, as_user, as_worker
 from glucokit.units import CARBOHYDRATE_CODE
 from owners import Owner
@@ -363,6 +364,69 @@ def test_a_failed_retrain_is_archived_and_shown_to_the_owner(db: Connection, own
     assert db.execute("select count(*) from pgmq.a_glucokit_retrain where msg_id = %s", (msg_id,)).fetchone() == (1,)
 
 
+def test_the_database_shards_persons_as_the_jobs_do(db: Connection) -> None:
+    persons = [UUID(int=0), UUID(int=2**128 - 1), UUID(int=2**64 + 7), *(uuid4() for _ in range(300))]
+    for count in (1, 2, 3, 7, 2**31 - 1):
+        rows = db.execute(
+            "select private.retrain_shard(p, %s) from unnest(%s::uuid[]) as p", (count, persons)
+        ).fetchall()  # fmt: skip
+        assert [row[0] for row in rows] == [person.int % count for person in persons]
+        assert all(Shard(int(str(row[0])), count).owns(person) for row, person in zip(rows, persons, strict=True))
+
+
+def test_peeking_shows_one_shard_and_hides_nothing(db: Connection, make_owner: Callable[[], Owner]) -> None:
+    owners = [make_owner() for _ in range(6)]
+    sent = {owner.person: enqueue(db, owner) for owner in owners}
+    for index in (0, 1):
+        with as_worker(db, None):
+            seen = retrain_queue.peek(db, index, 2, 1000)
+        mine = {message.person_id: message.msg_id for message in seen if message.person_id in sent}
+        assert mine == {person: msg_id for person, msg_id in sent.items() if person.int % 2 == index}
+        assert [message.msg_id for message in seen] == sorted(message.msg_id for message in seen)
+    # Looking changed nothing: every message is still visible, never read.
+    visible = read_ids(db, vt_seconds=1)
+    assert {visible[msg_id].read_ct for msg_id in sent.values()} == {1}
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="shard 2 of 2 does not exist"), as_worker(db, None):
+        retrain_queue.peek(db, 2, 2, 10)
+
+
+def test_a_retry_waits_in_the_persons_waiting_request(db: Connection, owner: Owner) -> None:
+    first = enqueue(db, owner)
+    held = claim(db, first)
+    second = enqueue(db, owner)  # new work arrives while the first one runs
+    with as_worker(db, None):
+        retried = retrain_queue.retry(db, held, "RuntimeError('store down')")
+    assert retried.outcome is RetryOutcome.RETRYING
+    rows = db.execute(
+        "select msg_id, status::text, attempts, duplicates, error from public.retrain_request where person_id = %s"
+        " order by msg_id",
+        (owner.person,),
+    ).fetchall()
+    assert [row[1:4] for row in rows] == [("failed", 1, 0), ("queued", 0, 1)]
+    assert [row[0] for row in rows] == [first, second]
+    error = str(rows[0][4])
+    assert rows[1][4] is None
+    assert error.startswith("attempt 1 failed: RuntimeError('store down'); request ")
+    assert error.endswith(", already waiting, retries it")
+    # The waiting request waits out the backoff, and the failed attempt's message is archived.
+    assert second not in read_ids(db, vt_seconds=1)
+    assert messages(db, owner) == 1
+    with as_worker(db, None), pytest.raises(ClaimLost):
+        retrain_queue.retry(db, held, "again")
+
+
+def test_a_retry_after_the_last_attempt_fails_for_good(db: Connection, owner: Owner) -> None:
+    msg_id = enqueue(db, owner)
+    db.execute("update public.retrain_request set attempts = 2 where msg_id = %s", (msg_id,))
+    held = claim(db, msg_id)
+    assert held.attempt == 3
+    with as_worker(db, None):
+        assert retrain_queue.retry(db, held, "") == retrain_queue.Retry(RetryOutcome.FAILED, None)
+    row = db.execute("select status::text, error from public.retrain_request where msg_id = %s", (msg_id,)).fetchone()
+    assert row == ("failed", "gave up after 3 attempts; the last one failed: failed without a message")
+    assert db.execute("select count(*) from pgmq.a_glucokit_retrain where msg_id = %s", (msg_id,)).fetchone() == (1,)
+
+
 def test_a_message_without_a_live_request_is_dropped(db: Connection) -> None:
     row = db.execute("select pgmq.send('glucokit_retrain', '{\"stray\": true}')").fetchone()
     assert row is not None
@@ -384,6 +448,8 @@ DIRECT = [
     "select private.complete_retrain(1, 1)",
     "select private.enqueue_retrain('{person}', 'performance')",
     "select private.enqueue_due_retrains(interval '1 day')",
+    "select * from private.peek_retrains(0, 1, 10)",
+    "select * from private.retry_retrain(1, 1, 'error')",
     "insert into public.retrain_request (person_id, trigger, msg_id) values ('{person}', 'user_request', -1)",
     "update public.retrain_request set status = 'done'",
 ]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from uuid import uuid4
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from glucokit import sessions
-from glucokit.policies import ProbeWorld
+from glucokit.policies import ProbePerson, ProbeWorld
 from glucokit.sessions import Connection, Purpose
 
 
@@ -216,3 +219,108 @@ def test_users_read_only_their_own_model_files(conn: Connection, world: ProbeWor
     with conn.transaction(force_rollback=True), sessions.as_user(conn, world.a.user):
         names = [row[0] for row in conn.execute("select name from storage.objects")]
     assert names == [world.a.folder + "model.safetensors"]
+
+
+# -- a worker that forges its scope ----------------------------------------------------------------------------------
+# What a worker's own database login can set in its transaction: the settings that held the scope before migration
+# 20261205120000, and the claims Storage would set for a token naming the person.
+
+
+@contextmanager
+def _worker_login(conn: Connection) -> Iterator[Connection]:
+    """A rolled-back transaction logged in as a worker's own login (a member of glucokit_worker, as
+    docs/worker-role.md makes it) and switched to the role, with no person scope."""
+    login = f"glucokit_test_worker_{uuid4().hex[:12]}"
+    with conn.transaction(force_rollback=True):
+        conn.execute(sql.SQL("create role {} noinherit").format(sql.Identifier(login)))
+        conn.execute(sql.SQL("grant glucokit_worker to {}").format(sql.Identifier(login)))
+        conn.execute(sql.SQL("set local session authorization {}").format(sql.Identifier(login)))
+        conn.execute("set local role glucokit_worker")
+        yield conn
+
+
+def _forge(conn: Connection, person: ProbePerson) -> None:
+    conn.execute(
+        "select set_config('glucokit.worker_person_id', %s, true),"
+        " set_config('glucokit.worker_purpose', 'training', true), set_config('request.jwt.claims', %s, true)",
+        (
+            str(person.person),
+            json.dumps({"role": "glucokit_worker", "sub": str(person.user), "glucokit_person_id": str(person.person)}),
+        ),
+    )
+
+
+def _audit_rows(conn: Connection, person: ProbePerson) -> int:
+    row = conn.execute("select count(*) from public.audit_log where person_id = %s", (person.person,)).fetchone()
+    assert row is not None
+    return int(str(row[0]))
+
+
+def test_a_worker_that_sets_the_scope_variables_itself_reads_nothing(conn: Connection, world: ProbeWorld) -> None:
+    with conn.transaction():
+        audited = _audit_rows(conn, world.a)
+    with _worker_login(conn):
+        _forge(conn, world.a)
+        assert conn.execute("select private.worker_person_id(), private.worker_purpose()").fetchone() == (None, None)
+        for table in ("person", "observation", "training_run", "ml_model", "prediction", "consent"):
+            column = "id" if table == "person" else "person_id"
+            count = sql.SQL("select count(*) from {} where {} = %s").format(
+                sql.Identifier("public", table), sql.Identifier(column)
+            )
+            assert conn.execute(count, (world.a.person,)).fetchone() == (0,), table
+        assert conn.execute("select count(*) from storage.objects").fetchone() == (0,)
+        assert conn.execute("select private.worker_storage_prefix()").fetchone() == (None,)
+        conn.execute("reset role; reset session authorization")  # back to the database owner, who reads the log
+        assert _audit_rows(conn, world.a) == audited  # nothing was opened, so nothing was logged
+
+
+def test_a_worker_that_sets_the_scope_variables_itself_writes_nothing(conn: Connection, world: ProbeWorld) -> None:
+    with _worker_login(conn):
+        _forge(conn, world.a)
+        _refused(conn, "insert into public.training_run (person_id, trigger) values (%s, 'initial')", (world.a.person,))
+        _refused(
+            conn,
+            """insert into public.prediction (person_id, model_id, generated_at, target_at, horizon_minutes,
+                 value_mg_dl, lower_mg_dl, upper_mg_dl, coverage, disclaimer_version, model_version, data_from,
+                 data_to, code_version)
+               values (%s, %s, now(), now() + interval '30 minutes', 30, 120, 100, 140, 0.8, 'v1', '1.0.0',
+                 now() - interval '1 day', now() - interval '1 day', 'forged')""",
+            (world.a.person, world.a.model),
+        )
+        _refused(
+            conn,
+            "insert into storage.objects (bucket_id, name) values ('models', %s)",
+            (world.a.folder.replace("v1.0.0", "v9.0.0") + "training_log.txt",),
+        )
+        updated = conn.execute("update public.ml_model set stage = 'archived' where person_id = %s", (world.a.person,))
+        assert updated.rowcount == 0
+        _refused(conn, "select private.assert_consent()")
+
+
+def test_a_worker_login_that_forges_the_storage_claim_reaches_no_file(conn: Connection, world: ProbeWorld) -> None:
+    """Storage's own login sets request.jwt.claims from a token it verified; a worker's login sets them by hand."""
+    claims = {"role": "glucokit_worker", "glucokit_person_id": str(world.a.person)}
+    with _worker_login(conn):
+        conn.execute("select set_config('request.jwt.claims', %s, true)", (json.dumps(claims),))
+        assert conn.execute("select private.worker_storage_prefix()").fetchone() == (None,)
+        assert conn.execute("select count(*) from storage.objects").fetchone() == (0,)
+        removed = conn.execute("delete from storage.objects where bucket_id = 'models'")
+        assert removed.rowcount == 0
+
+
+def test_a_scope_opened_in_a_rolled_back_savepoint_is_gone(conn: Connection, world: ProbeWorld) -> None:
+    with conn.transaction(force_rollback=True), sessions.as_worker(conn, None):
+        conn.execute("savepoint scoped")
+        conn.execute(sessions.Scope(world.a.person, Purpose.TRAINING, "test").statement())
+        conn.execute("rollback to savepoint scoped")
+        assert conn.execute("select private.worker_person_id()").fetchone() == (None,)
+        assert conn.execute("select count(*) from public.observation").fetchone() == (0,)
+
+
+def test_no_scope_record_outlives_its_transaction(conn: Connection, world: ProbeWorld) -> None:
+    """The record holds a person's id: committed or rolled back, nothing of it stays (erasure relies on it)."""
+    with sessions.as_worker(conn, world.a.person, Purpose.TRAINING, "test"):
+        assert conn.execute("select private.worker_person_id()").fetchone() == (world.a.person,)
+    with conn.transaction():
+        row = conn.execute("select count(*) from private.worker_scope where backend_pid = pg_backend_pid()").fetchone()
+    assert row == (0,)

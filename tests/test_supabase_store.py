@@ -2,9 +2,10 @@
 
 No Storage API runs here. The tests below that need none check what the store
 sends (the token) and what the database does with it: each Storage request runs
-in a transaction of its own after the statement of supabase/storage's
-src/internal/database/postgres/scope.ts (the token's role and claims, set for
-that transaction), which ``storage_request`` repeats. The last test goes through
+in a transaction of its own, in a session of Storage's login, after the
+statement of supabase/storage's src/internal/database/postgres/scope.ts (the
+token's role and claims, set for that transaction), which ``storage_request``
+repeats. The last test goes through
 a real project's Storage and runs only when one is configured.
 """
 
@@ -71,8 +72,14 @@ def token_claims(conn: Connection, person: UUID) -> dict[str, object]:
 
 @contextmanager
 def storage_request(conn: Connection, claims: Mapping[str, object]) -> Iterator[Connection]:
-    """One transaction the way Storage runs a request with a verified token (scope.ts: role, claims, delete flag)."""
+    """One transaction the way Storage runs a request with a verified token: logged in as Storage's own login,
+    supabase_storage_admin, which migration 20261122120800 lets switch to glucokit_worker (scope.ts: role, claims,
+    delete flag). The login is a stand-in, made and dropped inside the transaction: a committed one would make
+    the server look like a Supabase project (platform.SUPABASE_ROLES) to every database on it."""
     with conn.transaction():
+        conn.execute("create role supabase_storage_admin noinherit")
+        conn.execute("grant glucokit_worker to supabase_storage_admin")
+        conn.execute("set local session authorization supabase_storage_admin")
         conn.execute(
             "select set_config('role', %(role)s, true), set_config('request.jwt.claim.role', %(role)s, true),"
             " set_config('request.jwt.claim.sub', %(sub)s, true), set_config('request.jwt.claims', %(claims)s, true),"
@@ -80,6 +87,7 @@ def storage_request(conn: Connection, claims: Mapping[str, object]) -> Iterator[
             {"role": str(claims["role"]), "sub": str(claims.get("sub", "")), "claims": json.dumps(claims)},
         )
         yield conn
+        conn.execute("reset role; reset session authorization; drop role supabase_storage_admin")
 
 
 def put_row(conn: Connection, name: str) -> None:

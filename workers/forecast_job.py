@@ -16,7 +16,8 @@ Environment:
     GLUCOKIT_FORECAST_HORIZONS  the horizons to write, comma-separated minutes (default: 5,10,...,60)
 
 Exit status: 0 when the pass finished or stopped in time; 1 when a person's
-forecast failed (the next pass tries again); 2 on bad settings.
+forecast or the check of their earlier forecasts failed (the next pass tries
+again; a failed check never keeps a forecast from being written); 2 on bad settings.
 SIGTERM stops the task cleanly after the person in hand.
 """
 
@@ -61,13 +62,15 @@ def main() -> int:
         done = forecast_job.run(
             conn, store, shard=shard, horizons=horizons, deadline=deadline, stop=stop, on_write=report
         )
+    for person, failure in done.monitor_failed.items():
+        print(f"{person}: monitoring failed: {failure}", file=sys.stderr)
     for person, failure in done.failed.items():
         print(f"{person}: forecast failed: {failure}", file=sys.stderr)
     print(
         f"task {shard.index}/{shard.count}: {len(done.written)} persons, {done.points} points,"
-        f" {len(done.failed)} failed, {done.stopped}"
+        f" {len(done.monitor_failed)} checks failed, {len(done.failed)} failed, {done.stopped}"
     )
-    return 1 if done.failed else 0
+    return 1 if done.failed or done.monitor_failed else 0
 
 
 if __name__ == "__main__":

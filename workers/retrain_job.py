@@ -15,7 +15,10 @@ Environment:
                             (default: all four; the champion is picked among them)
 
 Exit status: 0 when the shard was drained or the task stopped in time; 1 when
-a retrain failed (Cloud Run then retries the task; the queue retries the person).
+a retrain failed. The queue retries that person after a backoff (a later
+execution takes them; schedule the job), and fails the request for good
+after its last attempt; a retry of the task by Cloud Run finds it still
+waiting and changes nothing.
 SIGTERM stops the task cleanly: the person in hand is finished, no other is taken.
 """
 
@@ -60,11 +63,17 @@ def main() -> int:
             conn, store, shard=shard, deadline=deadline, stop=stop, on_result=report, settings=settings
         )
     for person, error in done.failed.items():
-        print(f"{person}: retrain failed, will be retried: {error}", file=sys.stderr)
+        if person in done.gave_up:
+            outcome = "failed for good after its last attempt"
+        elif person in done.retrying:
+            outcome = f"will be retried at {done.retrying[person].isoformat()}"
+        else:
+            outcome = "the person is gone"
+        print(f"{person}: retrain failed, {outcome}: {error}", file=sys.stderr)
     print(
         f"task {shard.index}/{shard.count}: {len(done.retrained)} retrained, {len(done.failed)} failed, {done.stopped}"
     )
-    return 1 if done.must_retry else 0
+    return 1 if done.has_failures else 0
 
 
 if __name__ == "__main__":

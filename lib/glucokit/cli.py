@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import date
+from enum import IntEnum
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, NoReturn, get_args
 from uuid import UUID
 
 import psycopg
@@ -31,18 +33,53 @@ from glucokit import (
     privacy,
     reads,
     registry,
+    retrain_queue,
     simulate,
 )
 from glucokit.chart import ChartFormat, render
 from glucokit.consent import CONSENT_PURPOSES
 from glucokit.disclaimer import LANGUAGES
-from glucokit.errors import GlucokitError
+from glucokit.errors import DatabaseUnreachable, GlucokitError, NotFound
 from glucokit.fhir import FHIR_VERSIONS
 from glucokit.forecast.pipeline import FAMILIES
 from glucokit.model_store import LocalModelStore
 from glucokit.project import DEMO_CHARTS_DIR, MODEL_STORE_DIR, PRISMA_SCHEMA
 from glucokit.queries import query
 from glucokit.sessions import Connection, Purpose, as_user, as_worker
+
+
+class Exit(IntEnum):
+    """The exit status of every glucokit command; ``EXIT_MEANINGS`` says what each one means."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    NOTHING = 3
+    UNREACHABLE = 4
+    NOT_FOUND = 5
+
+
+EXIT_MEANINGS = {
+    Exit.OK: "done",
+    Exit.FAILED: "failed: the command found a problem (a lint, drift, a failed person) or could not do what was asked",
+    Exit.USAGE: "bad input: an unknown option or a missing argument, a malformed value (a person id that is not"
+    " a UUID), a file that cannot be read or written",
+    Exit.NOTHING: "done, with nothing to show or not everything done (no versions, entries rejected, continue)",
+    Exit.UNREACHABLE: "the database cannot be reached (not running, refused, or no answer in time)",
+    Exit.NOT_FOUND: "not found or not allowed: an unknown or someone else's person, an unknown experiment,"
+    " no consent for the purpose",
+}
+
+
+class BadArgument(GlucokitError):
+    """An argument the parser accepted that the command cannot take (exit 2, like the parser's own errors)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line: the usage itself is one ``--help`` away."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(Exit.USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _db_start(args: argparse.Namespace) -> int:
@@ -54,7 +91,7 @@ def _db_start(args: argparse.Namespace) -> int:
     running = database.EmbeddedServer().start()
     print(f"embedded PostgreSQL running (pid {running.pid}) in {time.monotonic() - began:.1f} s")
     print(running.url())
-    return 0
+    return Exit.OK
 
 
 def _db_stop(args: argparse.Namespace) -> int:
@@ -64,13 +101,13 @@ def _db_stop(args: argparse.Namespace) -> int:
         )
     stopped = database.EmbeddedServer().stop()
     print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
-    return 0
+    return Exit.OK
 
 
 def _db_status(args: argparse.Namespace) -> int:
     if not _external_url(args) and database.EmbeddedServer().postmaster() is None:
         print(f"embedded PostgreSQL: stopped (data in {database.EMBEDDED_PGDATA})")
-        return 3
+        return Exit.UNREACHABLE
     target = database.target(args.database_url, start=False)
     applied = migrate.applied_migrations(target.url)
     local = migrate.local_migrations()
@@ -78,19 +115,19 @@ def _db_status(args: argparse.Namespace) -> int:
     kind = "embedded PostgreSQL: running" if target.embedded else "database"
     print(f"{kind} at {target.display}")
     print(f"migrations: {len(applied)} applied, {len(pending)} pending")
-    return 0
+    return Exit.OK
 
 
 def _db_url(args: argparse.Namespace) -> int:
     print(database.target(args.database_url, start=False).url)
-    return 0
+    return Exit.OK
 
 
 def _db_migrate(args: argparse.Namespace) -> int:
     target = database.target(args.database_url)
     report = migrate.migrate(target.url)
     _print_migration(report)
-    return 0
+    return Exit.OK
 
 
 def _db_reset(args: argparse.Namespace) -> int:
@@ -98,7 +135,7 @@ def _db_reset(args: argparse.Namespace) -> int:
     report = migrate.reset(target, confirmed=args.yes)
     print(f"reset {target.display}")
     _print_migration(report)
-    return 0
+    return Exit.OK
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -112,12 +149,12 @@ def _demo(args: argparse.Namespace) -> int:
         charts = demo.write_charts(conn, DEMO_CHARTS_DIR)
     print()
     print(f"charts: {', '.join(str(path) for path in charts)}")
-    return 0
+    return Exit.OK
 
 
 def _prisma_check(args: argparse.Namespace) -> int:
     target = database.target(args.database_url)
-    report = prisma_check.check(target.url, Path(args.schema))
+    report = prisma_check.check(_answering(target), Path(args.schema))
     if report.engine_diff:
         print(f"Prisma's schema engine finds drift; SQL that would bring the database to {args.schema}:")
         print(report.engine_diff)
@@ -125,22 +162,28 @@ def _prisma_check(args: argparse.Namespace) -> int:
         print(f"drift: {problem}")
     if report.in_sync:
         print(f"in sync: {args.schema} matches {target.display}")
-        return 0
-    return 2
+        return Exit.OK
+    return Exit.FAILED
 
 
 def _db_advisors(args: argparse.Namespace) -> int:
-    target = database.target(args.database_url)
-    found = advisors.lints(target.url)
+    found = advisors.lints(_answering(database.target(args.database_url)))
     serious = advisors.at_or_above(found, "WARN")
     for lint in serious:
         print(f"{lint.level} {lint.name}: {lint.detail}")
     print(f"{len(serious)} lint(s) at WARN or above, {len(found) - len(serious)} at INFO")
-    return 1 if serious else 0
+    return Exit.FAILED if serious else Exit.OK
 
 
 def _db_test(args: argparse.Namespace) -> int:
-    return pgtap.prove(database.target(args.database_url).url)
+    return Exit.OK if pgtap.prove(_answering(database.target(args.database_url))) == 0 else Exit.FAILED
+
+
+def _answering(target: database.Target) -> str:
+    """The target's URL, once its database answers: a program it is handed to (the Supabase CLI,
+    pg_prove, Prisma's schema engine) would report a database that is down in many lines of its own."""
+    database.connect(target.url).close()
+    return target.url
 
 
 def _policies_check(args: argparse.Namespace) -> int:
@@ -155,7 +198,7 @@ def _policies_check(args: argparse.Namespace) -> int:
     print(
         f"{len(measurement.outcomes)} cells and {blanket} statements without WHERE measured; {len(problems)} problem(s)"
     )
-    return 1 if problems else 0
+    return Exit.FAILED if problems else Exit.OK
 
 
 def _policies_report(args: argparse.Namespace) -> int:
@@ -168,7 +211,7 @@ def _policies_report(args: argparse.Namespace) -> int:
         print(f"wrote {policies.REPORT_FILE}")
     else:
         print(text, end="")
-    return 0
+    return Exit.OK
 
 
 def _policies_pgtap(args: argparse.Namespace) -> int:
@@ -177,13 +220,13 @@ def _policies_pgtap(args: argparse.Namespace) -> int:
     if args.check:
         if not path.exists() or path.read_text() != text:
             print(f"{path} is out of date: run `glucokit policies pgtap`")
-            return 1
+            return Exit.FAILED
         print(f"{path} is up to date")
-        return 0
+        return Exit.OK
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     print(f"wrote {path}")
-    return 0
+    return Exit.OK
 
 
 def _person_owner(conn: Connection, person_id: UUID, user: UUID | None) -> UUID:
@@ -193,7 +236,7 @@ def _person_owner(conn: Connection, person_id: UUID, user: UUID | None) -> UUID:
     row = conn.execute(query("person_owner"), {"person_id": person_id}).fetchone()
     conn.commit()
     if row is None:
-        raise GlucokitError(f"person {person_id} does not exist")
+        raise NotFound(f"person {person_id} does not exist")
     owner = row[0]
     assert isinstance(owner, UUID)
     return owner
@@ -222,7 +265,7 @@ def _ingest(args: argparse.Namespace) -> int:
     finally:
         for conn in connections:
             conn.close()
-    return 3 if rejected else 0
+    return Exit.NOTHING if rejected else Exit.OK
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -241,7 +284,7 @@ def _export(args: argparse.Namespace) -> int:
     print(
         f"exported {count} {'entries' if args.forecasts else 'observation(s)'} of person {args.person}", file=sys.stderr
     )
-    return 0
+    return Exit.OK
 
 
 def _chart(args: argparse.Namespace) -> int:
@@ -251,11 +294,11 @@ def _chart(args: argparse.Namespace) -> int:
         with as_user(conn, user):
             data = reads.chart_data(conn, args.person, args.lang)
     if data is None:
-        raise GlucokitError(f"person {args.person} has no readings or forecast to chart (or is not yours)")
+        raise NotFound(f"person {args.person} has no readings or forecast to chart (or is not yours)")
     out = args.out or Path(f"chart-{args.person}.{args.format}")
     out.write_bytes(render(data, args.format))
     print(f"wrote {out}")
-    return 0
+    return Exit.OK
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -268,20 +311,17 @@ def _simulate(args: argparse.Namespace) -> int:
         if result.dropped:
             print(f"dropped {result.name}: {result.dropped}")
     print(f"wrote {len(written)} bundle(s) to {args.out} in {time.monotonic() - began:.0f} s")
-    return 0
+    return Exit.OK
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from glucokit.forecast import evaluation  # noqa: PLC0415 - torch loads only for this command
     from glucokit.forecast.bundle import read_bundle  # noqa: PLC0415
 
-    missing = [str(path) for path in args.files if not path.is_file()]
-    if missing:
-        raise GlucokitError(f"no such file: {', '.join(missing)}")
     people = {path.name.split(".")[0]: read_bundle(path) for path in args.files}
     summary = evaluation.evaluate_people(people, tz=args.tz)
     print(json.dumps(summary, indent=2))
-    return 0 if summary["persons"] else 3
+    return Exit.OK if summary["persons"] else Exit.NOTHING
 
 
 def _models_list(args: argparse.Namespace) -> int:
@@ -293,7 +333,7 @@ def _models_list(args: argparse.Namespace) -> int:
         found = registry.versions(conn, args.person)
     if not found:
         print(f"person {args.person} has no model versions")
-        return 3
+        return Exit.NOTHING
     for model in found:
         fallback = ", fallback" if model.is_fallback else ""
         rmse = " ".join(
@@ -305,7 +345,31 @@ def _models_list(args: argparse.Namespace) -> int:
         print(f"{model.version:>8}  {model.stage:<8}  {model.algorithm}{fallback}  {trained}  {rmse}".rstrip())
         if model.stage_reason:
             print(f"{'':>8}  {model.stage_reason}")
-    return 0
+    return Exit.OK
+
+
+def _queue_status(args: argparse.Namespace) -> int:
+    target = database.target(args.database_url)
+    with database.connect(target.url) as conn:
+        with as_worker(conn, None):
+            found = retrain_queue.metrics(conn)
+        given_up = retrain_queue.dead_letters(conn, args.limit)
+    oldest = f", the oldest {found.oldest_msg_age_sec} s old" if found.oldest_msg_age_sec is not None else ""
+    print(f"queue: {found.queue_length} message(s) waiting{oldest}")
+    print(
+        f"requests: {found.queued} queued ({found.retrying} of them retrying after a failed attempt), "
+        f"{found.running} running, {found.expired_leases} with an expired lease; "
+        f"{found.failed_last_day} given up in the last day"
+    )
+    if not given_up:
+        print("no request was given up")
+        return Exit.OK
+    print("given up (dead letters), newest first:")
+    for letter in given_up:
+        when = f"{letter.finished_at:%Y-%m-%d %H:%M}" if letter.finished_at is not None else "?"
+        print(f"  {when}  person {letter.person_id}  request {letter.request_id}  ({letter.trigger}, "
+              f"{letter.attempts} attempt(s)): {letter.error or 'no reason recorded'}")  # fmt: skip
+    return Exit.OK
 
 
 def _models_rollback(args: argparse.Namespace) -> int:
@@ -316,7 +380,7 @@ def _models_rollback(args: argparse.Namespace) -> int:
     ):
         restored = registry.rollback(conn, args.person, reason=args.reason)
     print(f"person {args.person}: version {restored.version} ({restored.algorithm}) is active again")
-    return 0
+    return Exit.OK
 
 
 def _patterns_compute(args: argparse.Namespace) -> int:
@@ -324,19 +388,16 @@ def _patterns_compute(args: argparse.Namespace) -> int:
     with database.connect(target.url) as conn:
         if args.all:
             if args.full:
-                raise GlucokitError("--full recomputes one person's days: use it with --person")
+                raise BadArgument("--full recomputes one person's days: use it with --person")
             run = patterns.refresh_due(conn, on_refresh=lambda done: print(done.summary()))
             for person, error in run.failed.items():
                 print(f"person {person}: failed: {error}")
-            return 1 if run.failed else 0
-        try:
-            done = patterns.refresh(conn, args.person, full=args.full, reason="operator: compute day patterns")
-        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.NoDataFound) as refused:
-            raise GlucokitError(refused.diag.message_primary or str(refused)) from None
+            return Exit.FAILED if run.failed else Exit.OK
+        done = patterns.refresh(conn, args.person, full=args.full, reason="operator: compute day patterns")
     print(done.summary())
     for skipped in done.skipped:
         print(f"  skipped {skipped.day}: {skipped.reason}")
-    return 0
+    return Exit.OK
 
 
 def _patterns_similar(args: argparse.Namespace) -> int:
@@ -346,13 +407,13 @@ def _patterns_similar(args: argparse.Namespace) -> int:
         with as_user(conn, user):
             found = patterns.similar_days(conn, args.person, args.day, args.limit)
     if found is None:
-        raise GlucokitError(f"person {args.person} has no day pattern for {args.day} (or is not yours)")
+        raise NotFound(f"person {args.person} has no day pattern for {args.day} (or is not yours)")
     for rank, similar in enumerate(found, 1):
         print(
             f"{rank:>3}  {similar.day}  {similar.rms_difference_mg_dl:6.1f} mg/dL RMS difference  "
             f"({similar.readings} readings, {similar.filled_slots} half-hours filled)"
         )
-    return 0
+    return Exit.OK
 
 
 def _print_migration(report: migrate.MigrationReport) -> None:
@@ -369,9 +430,17 @@ def _external_url(args: argparse.Namespace) -> bool:
     return bool(database.target_url_override(args.database_url))
 
 
-def _add_data_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+def _input_file(text: str) -> Path:
+    """A file to read: a missing one is a usage error, told before anything runs."""
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    return path
+
+
+def _add_data_commands(commands: Any, common: _Parser) -> None:
     """ingest, export, simulate and evaluate: data in, data out, data made up, data learned from."""
-    acting = argparse.ArgumentParser(add_help=False, parents=[common])
+    acting = _Parser(add_help=False, parents=[common])
     acting.add_argument("--person", type=UUID, required=True, metavar="ID", help="the person the data belongs to")
     acting.add_argument(
         "--user",
@@ -382,10 +451,11 @@ def _add_data_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     ingest_command = commands.add_parser(
         "ingest",
         help="store FHIR Observations (a Bundle, one Observation, or NDJSON; .gz too) for a person",
-        description="Exit 0: every entry stored; 3: some entries rejected (listed, and kept in quarantine).",
+        description=f"Exit {Exit.OK}: every entry stored; {Exit.NOTHING}: some entries rejected "
+        "(listed, and kept in quarantine).",
         parents=[acting],
     )
-    ingest_command.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    ingest_command.add_argument("files", nargs="+", type=_input_file, metavar="FILE")
     ingest_command.add_argument("--fhir-version", choices=FHIR_VERSIONS, default="R4B", help="default: R4B")
     ingest_command.add_argument(
         "--writers", type=int, default=2, choices=range(1, 9), metavar="N", help="database connections (default: 2)"
@@ -436,16 +506,16 @@ def _add_data_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         "evaluate",
         help="train each person's forecaster on a FHIR bundle and report test metrics per candidate (JSON)",
         description="Chronological split per person: the first 8/14 of the span train, the next 2/14 validate, "
-        "the last 4/14 test. Exit 3 when no person has enough data.",
+        f"the last 4/14 test. Exit {Exit.NOTHING} when no person has enough data.",
     )
     evaluate_command.add_argument(
-        "files", nargs="+", type=Path, metavar="BUNDLE", help="one person per file (.json, .gz)"
+        "files", nargs="+", type=_input_file, metavar="BUNDLE", help="one person per file (.json, .gz)"
     )
     evaluate_command.add_argument("--tz", default="UTC", help="time zone of the time-of-day feature (default: UTC)")
     evaluate_command.set_defaults(handler=_evaluate)
 
 
-def _add_pattern_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+def _add_pattern_commands(commands: Any, common: _Parser) -> None:
     """patterns compute and patterns similar."""
     day_patterns = commands.add_parser("patterns", help="day patterns: each day's glucose profile, and similar days")
     patterns_commands = day_patterns.add_subparsers(dest="patterns_command", required=True, metavar="ACTION")
@@ -478,15 +548,20 @@ def _add_pattern_commands(commands: Any, common: argparse.ArgumentParser) -> Non
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--database-url",
         metavar="URL",
         help="PostgreSQL URL to work on instead of the embedded database (default: $DATABASE_URL)",
     )
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="glucokit",
         description="Supabase schema kit and workers for personal glucose forecasts (informational only).",
+        epilog="exit status:\n" + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_MEANINGS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show a failure's traceback too (so does GLUCOKIT_DEBUG=1)"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -496,13 +571,13 @@ def build_parser() -> argparse.ArgumentParser:
         "start": ("start the embedded PostgreSQL", _db_start),
         "stop": ("stop the embedded PostgreSQL", _db_stop),
         "status": (
-            "say whether the database runs and how far it is migrated (exit 3: embedded one stopped)",
+            f"say whether the database runs and how far it is migrated (exit {Exit.UNREACHABLE}: it does not)",
             _db_status,
         ),
         "url": ("print the database URL on one line", _db_url),
         "migrate": ("apply the migrations with `supabase db push`", _db_migrate),
         "reset": ("drop and recreate the database, then migrate it", _db_reset),
-        "advisors": ("run Supabase's database linter; exit 1 on any lint at WARN or above", _db_advisors),
+        "advisors": (f"run Supabase's database linter; exit {Exit.FAILED} on any lint at WARN or above", _db_advisors),
         "test": ("run the pgTAP tests in supabase/tests with pg_prove", _db_test),
     }
     for name, (help_text, handler) in actions.items():
@@ -516,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     prisma_commands = prisma.add_subparsers(dest="prisma_command", required=True, metavar="ACTION")
     prisma_check_command = prisma_commands.add_parser(
         "check",
-        help="diff prisma/schema.prisma against the migrated database (exit 2 on drift)",
+        help=f"diff prisma/schema.prisma against the migrated database (exit {Exit.FAILED} on drift)",
         parents=[common],
     )
     prisma_check_command.add_argument("--schema", default=str(PRISMA_SCHEMA), help="Prisma schema file")
@@ -525,7 +600,9 @@ def build_parser() -> argparse.ArgumentParser:
     policies_parser = commands.add_parser("policies", help="the access matrix in policies/access.toml")
     policies_commands = policies_parser.add_subparsers(dest="policies_command", required=True, metavar="ACTION")
     check = policies_commands.add_parser(
-        "check", help="measure every cell and run the catalog guards (exit 1 on any problem)", parents=[common]
+        "check",
+        help=f"measure every cell and run the catalog guards (exit {Exit.FAILED} on any problem)",
+        parents=[common],
     )
     check.set_defaults(handler=_policies_check)
     report = policies_commands.add_parser(
@@ -541,10 +618,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="a person's registered forecasting models (as a worker in scope)")
     models_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    person = argparse.ArgumentParser(add_help=False, parents=[common])
+    person = _Parser(add_help=False, parents=[common])
     person.add_argument("--person", type=UUID, required=True, metavar="ID")
     list_command = models_commands.add_parser(
-        "list", help="every version with its stage and test RMSE (exit 3: none)", parents=[person]
+        "list", help=f"every version with its stage and test RMSE (exit {Exit.NOTHING}: none)", parents=[person]
     )
     list_command.set_defaults(handler=_models_list)
     rollback_command = models_commands.add_parser(
@@ -554,6 +631,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rollback_command.add_argument("--reason", required=True, help="kept with both versions' stage")
     rollback_command.set_defaults(handler=_models_rollback)
+
+    queue = commands.add_parser("queue", help="the retrain queue, as its operator sees it")
+    queue_commands = queue.add_subparsers(dest="queue_command", required=True, metavar="ACTION")
+    queue_status = queue_commands.add_parser(
+        "status",
+        help="waiting, running and retrying requests, and the requests given up for good with their reasons",
+        parents=[common],
+    )
+    queue_status.add_argument(
+        "--limit", type=_count, default=20, help="given-up requests to list, 1 to 1000 (default 20)"
+    )
+    queue_status.set_defaults(handler=_queue_status)
 
     _add_pattern_commands(commands, common)
 
@@ -566,6 +655,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo_command.set_defaults(handler=_demo)
     return parser
+
+
+def _count(text: str) -> int:
+    """A number of rows to show: 1 to 1000."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= number <= 1000:
+        raise argparse.ArgumentTypeError(f"{number} is not between 1 and 1000")
+    return number
 
 
 def _variant_spec(text: str) -> experiments.Variant:
@@ -589,10 +689,9 @@ def _experiments_create(args: argparse.Namespace) -> int:
         with database.connect(target.url) as conn:
             made = experiments.create(conn, args.key, args.description, args.variant, rule)
     except ValueError as bad:
-        print(f"glucokit: error: {bad}", file=sys.stderr)
-        return 2
+        raise BadArgument(str(bad)) from None
     print(f"experiment {made.key} created (draft); start it with: glucokit experiments start {made.key}")
-    return 0
+    return Exit.OK
 
 
 def _experiments_transition(args: argparse.Namespace) -> int:
@@ -600,7 +699,7 @@ def _experiments_transition(args: argparse.Namespace) -> int:
     with database.connect(target.url) as conn:
         done = experiments.transition(conn, args.key, args.experiments_command)
     print(f"experiment {done.key} is {done.status}")
-    return 0
+    return Exit.OK
 
 
 def _print_experiment(conn: Connection, experiment: experiments.Experiment) -> None:
@@ -640,8 +739,8 @@ def _experiments_status(args: argparse.Namespace) -> int:
             _print_experiment(conn, experiment)
     if not found:
         print("no experiments")
-        return 3
-    return 0
+        return Exit.NOTHING
+    return Exit.OK
 
 
 def _experiments_decide(args: argparse.Namespace) -> int:
@@ -652,17 +751,17 @@ def _experiments_decide(args: argparse.Namespace) -> int:
         assert analysis.verdict is not None
         if analysis.verdict.decision == "continue":
             print(f"experiment {experiment.key}: continue: {analysis.verdict.reason}")
-            return 3
+            return Exit.NOTHING
         experiments.record_decision(conn, experiment, analysis)
     print(f"experiment {experiment.key} decided: {analysis.verdict.decision}: {analysis.verdict.reason}")
-    return 0
+    return Exit.OK
 
 
-def _add_experiment_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+def _add_experiment_commands(commands: Any, common: _Parser) -> None:
     """create, start, stop, status and decide A/B experiments over model families (as the database owner)."""
     parser = commands.add_parser("experiments", help="A/B experiments over model families across persons")
     actions = parser.add_subparsers(dest="experiments_command", required=True, metavar="ACTION")
-    keyed = argparse.ArgumentParser(add_help=False, parents=[common])
+    keyed = _Parser(add_help=False, parents=[common])
     keyed.add_argument("key", help="the experiment's key")
     create = actions.add_parser("create", help="define a draft experiment with two variants", parents=[keyed])
     create.add_argument("--description", required=True, help="what the experiment compares, and why")
@@ -687,14 +786,16 @@ def _add_experiment_commands(commands: Any, common: argparse.ArgumentParser) -> 
     ):
         actions.add_parser(action, help=help_text, parents=[keyed]).set_defaults(handler=_experiments_transition)
     status = actions.add_parser(
-        "status", help="variants, assignments, per-variant metrics and the rule's verdict (exit 3: none)",
+        "status", help=f"variants, assignments, per-variant metrics and the rule's verdict (exit {Exit.NOTHING}: none)",
         parents=[common],
     )  # fmt: skip
     status.add_argument("key", nargs="?", help="one experiment (default: all)")
     status.add_argument("--json", action="store_true", help="the analyses as JSON")
     status.set_defaults(handler=_experiments_status)
     decide = actions.add_parser(
-        "decide", help="apply the decision rule; record the decision when it stops (exit 3: continue)", parents=[keyed]
+        "decide",
+        help=f"apply the decision rule; record the decision when it stops (exit {Exit.NOTHING}: continue)",
+        parents=[keyed],
     )
     decide.set_defaults(handler=_experiments_decide)
 
@@ -725,9 +826,9 @@ def _privacy_consent(args: argparse.Namespace) -> int:
             records = privacy.consents(conn, user, args.person)
     if not records:
         print(f"person {args.person} has given no consent")
-        return 3
+        return Exit.NOTHING
     _print_consents(args.person, records)
-    return 0
+    return Exit.OK
 
 
 def _privacy_audit(args: argparse.Namespace) -> int:
@@ -738,7 +839,7 @@ def _privacy_audit(args: argparse.Namespace) -> int:
             f"{entry.occurred_at:%Y-%m-%d %H:%M:%S}  {entry.purpose:<15} {entry.worker} ({entry.application}):"
             f" {entry.reason}"
         )
-    return 0 if entries else 3
+    return Exit.OK if entries else Exit.NOTHING
 
 
 def _privacy_export(args: argparse.Namespace) -> int:
@@ -751,16 +852,17 @@ def _privacy_export(args: argparse.Namespace) -> int:
         f" {rows} rows of {len(done.tables)} tables and {done.models} model metadata files"
         f" in {args.out / 'records.json'}"
     )
-    return 0
+    return Exit.OK
 
 
 def _privacy_erase(args: argparse.Namespace) -> int:
-    if not args.yes:
-        raise GlucokitError(f"erasing person {args.person} removes everything about them for good: add --yes")
     with database.connect(database.target(args.database_url).url) as conn:
-        privacy.delete_person(conn, _privacy_owner(args, conn), args.person)
+        user = _privacy_owner(args, conn)
+        if not args.yes:
+            raise GlucokitError(f"erasing person {args.person} removes everything about them for good: add --yes")
+        privacy.delete_person(conn, user, args.person)
     print(f"person {args.person}: every row erased; their files go when the privacy job runs (glucokit privacy run)")
-    return 0
+    return Exit.OK
 
 
 def _privacy_run(args: argparse.Namespace) -> int:
@@ -776,21 +878,23 @@ def _privacy_run(args: argparse.Namespace) -> int:
         f"{len(done.erased)} erased, {len(done.models_removed)} model removals, {len(done.failed)} failed,"
         f" {done.stopped}"
     )
-    return 1 if done.failed else 0
+    return Exit.FAILED if done.failed else Exit.OK
 
 
-def _add_privacy_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+def _add_privacy_commands(commands: Any, common: _Parser) -> None:
     """privacy consent, audit, export, erase (the owner) and run (the privacy job)."""
     parser = commands.add_parser("privacy", help="consent, audit log, export and erasure of a person (GDPR)")
     actions = parser.add_subparsers(dest="privacy_command", required=True, metavar="ACTION")
-    owner = argparse.ArgumentParser(add_help=False, parents=[common])
+    owner = _Parser(add_help=False, parents=[common])
     owner.add_argument("--person", type=UUID, required=True, metavar="ID")
     owner.add_argument(
         "--user", type=UUID, metavar="ID", help="act as this signed-in user (default: the person's owner)"
     )
     purposes = [str(purpose) for purpose in CONSENT_PURPOSES]
     consent_command = actions.add_parser(
-        "consent", help="show, give or withdraw the person's consent per purpose (exit 3: none given)", parents=[owner]
+        "consent",
+        help=f"show, give or withdraw the person's consent per purpose (exit {Exit.NOTHING}: none given)",
+        parents=[owner],
     )
     change = consent_command.add_mutually_exclusive_group()
     change.add_argument("--grant", nargs="+", choices=purposes, metavar="PURPOSE", help=f"one of {', '.join(purposes)}")
@@ -800,7 +904,9 @@ def _add_privacy_commands(commands: Any, common: argparse.ArgumentParser) -> Non
     )
     consent_command.set_defaults(handler=_privacy_consent)
     audit = actions.add_parser(
-        "audit", help="which worker touched the person when and why, newest first (exit 3: nothing)", parents=[owner]
+        "audit",
+        help=f"which worker touched the person when and why, newest first (exit {Exit.NOTHING}: nothing)",
+        parents=[owner],
     )
     audit.add_argument("--limit", type=int, default=100, metavar="N")
     audit.set_defaults(handler=_privacy_audit)
@@ -821,13 +927,50 @@ def _add_privacy_commands(commands: Any, common: argparse.ArgumentParser) -> Non
     ).set_defaults(handler=_privacy_run)
 
 
+# Each kind of failure with its exit status; the first that matches counts (so subclasses come before their bases).
+_FAILURES: tuple[tuple[type[Exception] | tuple[type[Exception], ...], Exit], ...] = (
+    (BadArgument, Exit.USAGE),
+    (DatabaseUnreachable, Exit.UNREACHABLE),
+    (NotFound, Exit.NOT_FOUND),
+    # What begin_person_scope and row-level security answer for an unknown person or one without consent.
+    ((psycopg.errors.NoDataFound, psycopg.errors.InsufficientPrivilege), Exit.NOT_FOUND),
+    (psycopg.DataError, Exit.USAGE),
+    # A file argument that cannot be read or written (a directory that is not there, no permission).
+    ((FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError), Exit.USAGE),
+)
+
+
+def _failure(failure: Exception) -> tuple[Exit, str]:
+    """The exit status of a command that raised ``failure``, and what to tell the person at the terminal."""
+    match failure:
+        case GlucokitError():
+            message = str(failure)
+        case psycopg.Error():
+            # PostgreSQL's primary message: the lines after it (context, hints) are for developers.
+            message = failure.diag.message_primary or str(failure)
+        case OSError() if failure.filename is not None:
+            message = f"{failure.filename}: {failure.strerror}"
+        case _:
+            return Exit.FAILED, f"unexpected {type(failure).__name__}: {failure} (--debug shows the traceback)"
+    # Without an SQLSTATE, or in class 08 or 57P (shutdown), it is the connection itself that failed.
+    if isinstance(failure, psycopg.OperationalError) and (failure.sqlstate or "08").startswith(("08", "57P")):
+        return Exit.UNREACHABLE, f"lost the database connection: {message}"
+    return next((status for kinds, status in _FAILURES if isinstance(failure, kinds)), Exit.FAILED), message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error the parser has told in one line
+        return int(done.code or 0)
     try:
         code: int = args.handler(args)
-    except GlucokitError as exc:
-        print(f"glucokit: error: {exc}", file=sys.stderr)
-        return 1
+    except Exception as failure:
+        if args.debug or os.environ.get("GLUCOKIT_DEBUG") == "1":
+            raise
+        status, message = _failure(failure)
+        print(f"glucokit: error: {' '.join(message.split())}", file=sys.stderr)
+        return status
     return code
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psycopg
 
-from glucokit.errors import GlucokitError
+from glucokit.errors import DatabaseUnreachable, GlucokitError
 from glucokit.project import STATE_DIR
 from glucokit.urls import check_url, redact
 
@@ -135,7 +135,7 @@ def target(database_url: str | None = None, *, start: bool = True) -> Target:
     server = EmbeddedServer()
     running = server.start() if start else server.postmaster()
     if running is None:
-        raise GlucokitError("the embedded database is not running: start it with `glucokit db start`")
+        raise DatabaseUnreachable("the embedded database is not running: start it with `glucokit db start`")
     return Target(url=running.url(), embedded=True)
 
 
@@ -147,4 +147,4 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[tuple[o
     except psycopg.Error as exc:
         # libpq's first line names the cause; the lines after it are generic hints.
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise GlucokitError(f"cannot connect to {redact(url)}: {reason}") from exc
+        raise DatabaseUnreachable(f"cannot connect to {redact(url)}: {reason}") from exc

@@ -52,7 +52,7 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from glucokit.errors import GlucokitError
+from glucokit.errors import GlucokitError, NotFound
 from glucokit.forecast import TrainingSettings
 from glucokit.forecast.pipeline import FAMILIES
 from glucokit.queries import query
@@ -226,7 +226,7 @@ def create(conn: Connection, key: str, description: str, variants: Sequence[Vari
 def get(conn: Connection, key: str) -> Experiment:
     row = conn.execute(query("experiment_select"), {"key": key}).fetchone()
     if row is None:
-        raise GlucokitError(f"no experiment {key}")
+        raise NotFound(f"no experiment {key}")
     return _experiment(row)
 
 

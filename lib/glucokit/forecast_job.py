@@ -6,7 +6,9 @@ latest their active model has forecast from), a page at a time in person
 order, takes those of its shard (``CLOUD_RUN_TASK_INDEX`` of
 ``CLOUD_RUN_TASK_COUNT``), checks each one's earlier forecasts
 (``monitoring.monitor``) and writes their new forecasts in that person's
-scope (``forecasts.write_forecasts``). Each
+scope (``forecasts.write_forecasts``). The two steps fail apart: a failed
+check is reported and the forecast is still written, since users need the
+curve more than the check (which the next pass makes again). Each
 person is visited once per pass; one whose latest hour cannot be forecast (a
 gap) stays due and is tried again by the next pass. Run it on a schedule
 (Cloud Scheduler every few minutes); it stops early when its time is up or
@@ -38,8 +40,9 @@ class ForecastJobReport:
     """What one pass of a task did."""
 
     written: list[ForecastWrite] = field(default_factory=list)
-    failed: dict[UUID, str] = field(default_factory=dict)  # person -> error
+    failed: dict[UUID, str] = field(default_factory=dict)  # person -> why their forecast failed
     monitored: list[MonitorReport] = field(default_factory=list)  # outcomes and model checks, before the forecasts
+    monitor_failed: dict[UUID, str] = field(default_factory=dict)  # person -> why their check failed
     stopped: str = "every due person visited"
 
     @property
@@ -80,6 +83,9 @@ def run(
                 return report
             try:
                 report.monitored.append(monitoring.monitor(conn, person))
+            except Exception as failure:
+                report.monitor_failed[person] = repr(failure)
+            try:
                 written = write_forecasts(conn, store, person, horizons=horizons)
             except Exception as failure:
                 report.failed[person] = repr(failure)

@@ -13,29 +13,33 @@ idempotency key (model, origin, horizon) makes writing a point twice a no-op.
 
 Each point carries its band and nominal coverage, the disclaimer version
 shown with it, and its provenance: model id and version, training run, the
-model's data window and the code version. Its anchors are the glucose
-readings of the input hour and, for a model that reads them, the
-carbohydrate and insulin records of the last four hours.
+model's data window and the code version. Its inputs are made by
+``inputs_at``, as in training and evaluation, from records read back far
+enough for all of them (``LOOKBACK``); its anchors are exactly the records
+they were made of (``sources_at``): the glucose readings of the input hour
+(and any a short gap was filled from) and, for a model that reads them, the
+carbohydrate and insulin records of the event look-back.
 
 Informational trend forecasts only: never for dosing, diagnosis or triage.
 """
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 from uuid import UUID
 
+import numpy as np
+
 from glucokit import __version__, registry
 from glucokit.disclaimer import DISCLAIMER_VERSION
 from glucokit.errors import GlucokitError
-from glucokit.forecast import HORIZON_MINUTES, ForecastPoint, ForecastState, InsufficientData, forecast
-from glucokit.forecast.pipeline import reads_events
-from glucokit.forecast.series import MAX_FILLED_GAP, STEP
-from glucokit.forecast.windows import EVENT_STEPS, INPUT_STEPS
+from glucokit.forecast import HORIZON_MINUTES, ForecastPoint, ForecastState
+from glucokit.forecast.pipeline import GAPPY, forecast_from, reads_events
+from glucokit.forecast.series import micros, timeline
+from glucokit.forecast.windows import LOOKBACK, sources_at
 from glucokit.model_store import ModelStore
 from glucokit.queries import query
 from glucokit.retrain import load_state
@@ -45,9 +49,6 @@ from glucokit.validation import WITHDRAWN
 
 # After an outage, forecasts are caught up for at most the last day of readings (288 origins at 5 minutes).
 BACKFILL: Final = timedelta(hours=24)
-# The readings a forecast reads: the input hour of glucose and four hours of events.
-INPUT_SPAN: Final = INPUT_STEPS * STEP
-EVENT_SPAN: Final = EVENT_STEPS * STEP
 # Column types of the staging tables, in forecast_copy_points' and forecast_copy_sources' order.
 POINT_TYPES: Final = ("timestamptz", "int2", "float4", "float4", "float4")
 SOURCE_TYPES: Final = ("timestamptz", "uuid", "timestamptz", "text")
@@ -130,8 +131,8 @@ def write_forecasts(
             return report
         # Never from before the end of the model's training data: those would be forecasts of what it learned from.
         floor = max(model.data_to, latest - backfill)
-        records = _records(conn, person_id, floor - EVENT_SPAN - MAX_FILLED_GAP, until)
-        origins = [r.at for r in records[0].records if r.at >= floor and (last_origin is None or r.at > last_origin)]
+        records = _records(conn, person_id, floor - LOOKBACK, until)
+        origins = sorted({r.at for r in records[0] if r.at >= floor and (last_origin is None or r.at > last_origin)})
         points, sources = _curves(state, records, origins, wanted, report)
         if not points:
             report.reason = "no new readings to forecast from" if not origins else "no origin could be forecast"
@@ -159,29 +160,28 @@ def write_forecasts(
 
 def _curves(
     state: ForecastState,
-    records: tuple[_Timeline, _Timeline, _Timeline],
+    records: tuple[list[Record], list[Record], list[Record]],
     origins: list[datetime],
     horizons: tuple[int, ...],
     report: ForecastWrite,
 ) -> tuple[list[tuple[datetime, ForecastPoint]], list[tuple[datetime, UUID, datetime, str]]]:
     """The forecast points from each origin, and each origin's anchors; origins that cannot be forecast are counted."""
     glucose, carbs, insulin = records
+    found = timeline(*([(r.at, r.value) for r in kind] for kind in records))
     carbs_read, insulin_read = reads_events(state)
     points: list[tuple[datetime, ForecastPoint]] = []
     sources: list[tuple[datetime, UUID, datetime, str]] = []
-    for origin in origins:
-        used_glucose = glucose.between(origin - INPUT_SPAN - MAX_FILLED_GAP, origin)
-        used_carbs = carbs.between(origin - EVENT_SPAN, origin) if carbs_read else []
-        used_insulin = insulin.between(origin - EVENT_SPAN, origin) if insulin_read else []
-        try:
-            curve = _forecast(state, used_glucose, origin, used_carbs, used_insulin)
-        except InsufficientData as short:
-            report.skipped[short.reason] = report.skipped.get(short.reason, 0) + 1
+    at = np.array([micros(origin) for origin in origins], dtype=np.int64)
+    for origin, moment, curve in zip(origins, at, forecast_from(state, found, at), strict=True):
+        if curve is None:
+            report.skipped[GAPPY] = report.skipped.get(GAPPY, 0) + 1
             continue
         report.origins += 1
         points += [(origin, point) for point in curve if point.minutes in horizons]
-        anchors = [(r, "input_window") for r in used_glucose if r.at > origin - INPUT_SPAN]
-        anchors += [(r, "covariate") for r in (*used_carbs, *used_insulin)]
+        read = sources_at(found, int(moment))
+        anchors = [(glucose[i], "input_window") for i in read.glucose]
+        anchors += [(carbs[i], "covariate") for i in read.carbs if carbs_read]
+        anchors += [(insulin[i], "covariate") for i in read.insulin if insulin_read]
         sources += [(origin, record.id, record.at, role) for record, role in anchors]
     return points, sources
 
@@ -195,21 +195,9 @@ def _moment(conn: Connection, statement: bytes, parameters: dict[str, object]) -
     return value
 
 
-def _forecast(
-    state: ForecastState, glucose: list[Record], origin: datetime, carbs: list[Record], insulin: list[Record]
-) -> list[ForecastPoint]:
-    return forecast(
-        state,
-        [(r.at, r.value) for r in glucose],
-        origin,
-        [(r.at, r.value) for r in carbs],
-        [(r.at, r.value) for r in insulin],
-    )
-
-
 def _records(
     conn: Connection, person_id: UUID, since: datetime, until: datetime
-) -> tuple[_Timeline, _Timeline, _Timeline]:
+) -> tuple[list[Record], list[Record], list[Record]]:
     """The person's valid CGM glucose, carbohydrate and insulin records in (since, until], oldest first."""
     glucose: list[Record] = []
     carbs: list[Record] = []
@@ -221,19 +209,7 @@ def _records(
         assert isinstance(observation_id, UUID)
         assert isinstance(effective_at, datetime)
         lists[str(code)].append(Record(observation_id, effective_at, float(str(value))))
-    return _Timeline(glucose), _Timeline(carbs), _Timeline(insulin)
-
-
-class _Timeline:
-    """Records sorted by time, cut into time ranges."""
-
-    def __init__(self, records: list[Record]) -> None:
-        self.records = records
-        self.times = [record.at for record in records]
-
-    def between(self, after: datetime, until: datetime) -> list[Record]:
-        """The records in (after, until]."""
-        return self.records[bisect.bisect_right(self.times, after) : bisect.bisect_right(self.times, until)]
+    return glucose, carbs, insulin
 
 
 def _stage(

@@ -24,6 +24,7 @@ import struct
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +43,7 @@ from glucokit.sessions import Connection, as_user, require_person
 from glucokit.validation import ObservationValidator, Problem, Reading
 
 MIB: Final = 1024 * 1024
+READ_CHUNK: Final = 16 * 1024  # bytes the JSON parser reads at a time
 # Bundle types that carry resources to keep (a transaction or batch is taken
 # entry by entry: valid entries are kept even when others are rejected).
 BUNDLE_TYPES: Final = frozenset({"collection", "batch", "transaction", "searchset"})
@@ -61,8 +63,10 @@ class Limits:
     """How much ingest takes at once."""
 
     max_document_bytes: int = 64 * MIB  # one JSON document (Bundle or Observation); larger ones are refused whole
-    max_entry_bytes: int = MIB  # one NDJSON line; a longer line is rejected (and quarantined, cut to this size)
-    batch_size: int = 5000  # entries per staged batch and transaction
+    max_entry_bytes: int = MIB  # one resource (an NDJSON line, a Bundle entry); a larger one is rejected
+    max_depth: int = 64  # JSON nesting (a CGM Observation in a Bundle is about 8 deep); a deeper entry is rejected
+    batch_size: int = 5000  # entries per staged batch and transaction...
+    batch_bytes: int = 4 * MIB  # ...or fewer, once their resources' JSON adds up to this
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,7 @@ class _Batch:
     rows: list[tuple[object, ...]] = field(default_factory=list)
     corrections: bool = False
     quarantine: list[dict[str, object]] = field(default_factory=list)
+    size: int = 0  # bytes of resource JSON held: rows' and quarantined payloads'
 
 
 def payload_text(raw: bytes | str) -> str:
@@ -159,23 +164,108 @@ def _ndjson_entries(stream: IO[bytes], limits: Limits) -> Iterator[_Entry]:
         yield _Entry(position, number, value, line.decode(), None)
 
 
-def _document_head(stream: IO[bytes] | io.RawIOBase) -> tuple[dict[str, Any], bool]:
+class _Refused(Exception):
+    """A JSON value that is not read on: the problem that stopped it."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+_OPENS: Final = frozenset({"start_map", "start_array"})
+_CLOSES: Final = frozenset({"end_map", "end_array"})
+
+
+class _Events:
+    """A JSON document's parse events with the nesting depth after each, from ijson's ``basic_parse``.
+
+    ``basic_parse`` is used because its events carry no path: ``ijson.parse`` and ``ijson.items`` attach
+    each event's full path, so a document nested n levels deep costs O(n²) memory before any check can
+    run (a 40 KB Bundle nested 20,000 deep took ~1 GB). Here each event is a few bytes and the parser
+    reads ``READ_CHUNK`` bytes at a time, so what a document can make the reader hold is bounded by the
+    chunk and by what the caller builds.
+    """
+
+    def __init__(self, stream: IO[bytes] | io.RawIOBase) -> None:
+        self._events = ijson.basic_parse(stream, buf_size=READ_CHUNK, use_float=True)
+        self.depth = 0
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        return self
+
+    def __next__(self) -> tuple[str, Any]:
+        event, value = next(self._events)
+        if event in _OPENS:
+            self.depth += 1
+        elif event in _CLOSES:
+            self.depth -= 1
+        return event, value
+
+
+def _build_value(events: _Events, first: tuple[str, Any], limits: Limits, field: str) -> Any:
+    """The JSON value that starts with ``first``, built from ``events``; raises _Refused (after reading past
+    the value) when it nests deeper than ``limits.max_depth`` or holds more than ``limits.max_entry_bytes``."""
+    builder = ijson.ObjectBuilder()
+    base = events.depth - (first[0] in _OPENS)
+    size, problem = 0, None
+    event, value = first
+    while True:
+        if problem is None:
+            size += len(value) if isinstance(value, str) else 8
+            if events.depth > limits.max_depth:
+                problem = Problem(field, f"nested deeper than {limits.max_depth} levels")
+            elif size > limits.max_entry_bytes:
+                problem = Problem(field, f"more than {limits.max_entry_bytes} bytes in one resource")
+            else:
+                builder.event(event, value)
+        if events.depth == base:
+            break
+        event, value = next(events)
+    if problem is not None:
+        raise _Refused(problem)
+    return builder.value
+
+
+def _document_head(events: _Events, limits: Limits) -> tuple[dict[str, Any], bool]:
     """The top-level properties of a JSON document up to its ``entry`` array, and whether one follows.
 
     FHIR's element order puts a Bundle's ``entry`` after every property glucokit reads, so the head is
-    small; the entries are then streamed by a second reader.
+    small; the entries are then read one at a time from the same events.
     """
-    builder = ijson.ObjectBuilder()
-    depth = 0
-    for _prefix, event, value in ijson.parse(stream, use_float=True):
-        if depth == 1 and event == "map_key" and value == "entry":
-            return builder.value, True
-        depth += event in ("start_map", "start_array")
-        depth -= event in ("end_map", "end_array")
-        builder.event(event, value)
-    if not isinstance(builder.value, dict):
-        raise ValueError(f"expected a JSON object, got {type(builder.value).__name__}")
-    return builder.value, False
+    first = next(events)
+    if first[0] != "start_map":
+        raise ValueError(f"expected a JSON object, got {'an array' if first[0] == 'start_array' else first[0]}")
+    head: dict[str, Any] = {}
+    size = 0
+    for event, key in events:
+        if event == "end_map":
+            return head, False
+        if key == "entry":
+            return head, True
+        value = _build_value(events, next(events), limits, key)
+        size += len(key) + len(orjson.dumps(value))
+        if size > limits.max_entry_bytes:
+            raise _Refused(Problem("(json)", f"more than {limits.max_entry_bytes} bytes in one resource"))
+        head[key] = value
+    raise ValueError("the document ends inside its object")
+
+
+def _bundle_entries(events: _Events, limits: Limits) -> Iterator[_Entry]:
+    """A Bundle's entries, one at a time, from the events just after its ``entry`` key; then the rest is read
+    through, so that malformed JSON anywhere in the document is reported."""
+    event, _ = next(events)
+    if event != "start_array":
+        yield _Entry("document", -1, None, None, Problem("entry", "expected an array of entries"))
+        return
+    index = 0
+    while (item := next(events))[0] != "end_array":
+        try:
+            yield _bundle_entry(index, _build_value(events, item, limits, f"entry[{index}]"))
+        except _Refused as refused:
+            yield _Entry(f"entry {index}", index, None, None, refused.problem)
+        index += 1
+    for _ in events:
+        pass
 
 
 class _Bounded(io.RawIOBase):
@@ -203,7 +293,7 @@ class _Bounded(io.RawIOBase):
 class _Document:
     """A JSON document that can be read more than once (a file, or a request body)."""
 
-    def __init__(self, name: str, opener: Callable[[], IO[bytes]], size: int) -> None:
+    def __init__(self, name: str, opener: Callable[[], AbstractContextManager[IO[bytes]]], size: int) -> None:
         self.name, self.open, self.size = name, opener, size
 
     def text(self) -> str:
@@ -219,29 +309,28 @@ class _Document:
             raise GlucokitError(f"{too_large}: nothing was stored ({self.size / MIB:.1f} MiB)")
         try:
             with self.open() as stream:
-                head, has_entries = _document_head(_Bounded(stream, limits.max_document_bytes, too_large))
-        except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError, ValueError) as error:
-            yield _Entry("document", -1, None, None, _malformed(error))
-            return
-        kind = head.get("resourceType")
-        if kind != "Bundle":
-            if has_entries:
-                yield _Entry("document", -1, None, None, Problem("resourceType", f"expected Bundle, got {kind!r}"))
-            else:
-                yield _Entry("entry 0", 0, head, None, None)
-            return
-        problems = _bundle_problems(head, version)
-        if problems:
-            yield _Entry("document", -1, None, None, problems[0])
-            return
-        if not has_entries:
-            return
-        try:
-            with self.open() as stream:
-                bounded = _Bounded(stream, limits.max_document_bytes, too_large)
-                for index, entry in enumerate(ijson.items(bounded, "entry.item", use_float=True)):
-                    yield _bundle_entry(index, entry)
-        except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as error:
+                events = _Events(_Bounded(stream, limits.max_document_bytes, too_large))
+                try:
+                    head, has_entries = _document_head(events, limits)
+                except _Refused as refused:
+                    yield _Entry("document", -1, None, None, refused.problem)
+                    return
+                kind = head.get("resourceType")
+                if kind != "Bundle":
+                    if has_entries:
+                        yield _Entry(
+                            "document", -1, None, None, Problem("resourceType", f"expected Bundle, got {kind!r}")
+                        )
+                    else:
+                        yield _Entry("entry 0", 0, head, None, None)
+                    return
+                problems = _bundle_problems(head, version)
+                if problems:
+                    yield _Entry("document", -1, None, None, problems[0])
+                    return
+                if has_entries:
+                    yield from _bundle_entries(events, limits)
+        except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError, ValueError, StopIteration) as error:
             yield _Entry("document", -1, None, None, _malformed(error))
 
 
@@ -392,6 +481,20 @@ class Ingest:
         """Ingests NDJSON held in memory."""
         return self._run(source, _ndjson_entries(io.BytesIO(body), self.limits), None)
 
+    def received(self, body: IO[bytes], *, source: str, ndjson: bool) -> IngestReport:
+        """Ingests a received body kept in a seekable file (a request spooled to disk), NDJSON or one JSON
+        document; the file is left open for its owner to close."""
+        if ndjson:
+            body.seek(0)
+            return self._run(source, _ndjson_entries(body, self.limits), None)
+
+        def rewound() -> AbstractContextManager[IO[bytes]]:
+            body.seek(0)
+            return nullcontext(body)
+
+        document = _Document(source, rewound, body.seek(0, io.SEEK_END))
+        return self._run(source, document.entries(self.limits, self.fhir_version), document)
+
     def _run(self, source: str, entries: Iterator[_Entry], document: _Document | None) -> IngestReport:
         now = self._check_person()
         run = _Run(self, source, document, ObservationValidator(self.fhir_version, now))
@@ -422,7 +525,7 @@ class Ingest:
             with as_user(conn, self.user_id):
                 return require_person(conn, self.person_id)
         except GlucokitError as refused:
-            raise GlucokitError(f"{refused}: nothing was stored") from None
+            raise type(refused)(f"{refused}: nothing was stored") from None
 
 
 class _Run:
@@ -444,7 +547,11 @@ class _Run:
             self._reject(entry, problems)
 
     def batch_full(self) -> bool:
-        return len(self.batch.rows) + len(self.batch.quarantine) >= self.ingest.limits.batch_size
+        limits = self.ingest.limits
+        return (
+            len(self.batch.rows) + len(self.batch.quarantine) >= limits.batch_size
+            or self.batch.size >= limits.batch_bytes
+        )
 
     def next_batch(self) -> _Batch:
         full, self.batch = self.batch, _Batch()
@@ -471,6 +578,7 @@ class _Run:
             return [Problem("(json)", "contains a NUL character (\\u0000), which PostgreSQL cannot store")]
         self.seen.add(key)
         self.batch.rows.append((*checked, text))
+        self.batch.size += len(text)
         self.batch.corrections = self.batch.corrections or checked.status in _CORRECTIONS
         return []
 
@@ -480,13 +588,15 @@ class _Run:
         if len(self.report.rejections) < _REPORTED_REJECTIONS:
             self.report.rejections.append(rejection)
         whole_document = rejection.entry_index is None and self.document is not None
+        payload = self.document.text() if whole_document else _entry_payload(entry)  # type: ignore[union-attr]
+        self.batch.size += len(payload)
         self.batch.quarantine.append(
             {
                 "person_id": self.ingest.person_id,
                 "source": self.source[:1024],
                 "entry_index": rejection.entry_index,
                 "errors": Jsonb([problem.as_json() for problem in problems]),
-                "payload": self.document.text() if whole_document else _entry_payload(entry),  # type: ignore[union-attr]
+                "payload": payload,
             }
         )
 

@@ -17,6 +17,7 @@ actor on a row of person A. This module
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -33,8 +34,6 @@ from glucokit.errors import GlucokitError
 from glucokit.project import PROJECT_DIR, SUPABASE_DIR
 from glucokit.queries import query
 from glucokit.sessions import (
-    WORKER_PURPOSE_SETTING,
-    WORKER_SCOPE_SETTING,
     Connection,
     Scope,
     Statement,
@@ -55,13 +54,16 @@ OPERATIONS = ("select", "insert", "update", "delete")
 ROLE_ACTORS: Mapping[str, tuple[str, ...]] = {
     "anon": ("anon",),
     "authenticated": ("owner", "other_user"),
-    "glucokit_worker": ("worker_in_scope", "worker_other_scope", "worker_unscoped"),
+    "glucokit_worker": ("worker_in_scope", "worker_other_scope", "worker_unscoped", "worker_forged_scope"),
     "service_role": ("service_role",),
 }
 ACTORS = tuple(actor for actors in ROLE_ACTORS.values() for actor in actors)
 # The setting a cell leaves its outcome in, for whoever reads it next (measure, pgTAP).
 _OUTCOME_SETTING = "glucokit.probe_outcome"
 _BASELINE_SETTING = "glucokit.probe_baseline"
+# What the worker_forged_scope actor sets by hand to name person A: the settings that held the
+# worker scope before migration 20261205120000, and the claims of a Storage token naming person A.
+_FORGED_SETTINGS = ("glucokit.worker_person_id", "glucokit.worker_purpose", "request.jwt.claims")
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,8 @@ def _become(actor: str, world: ProbeWorld) -> list[Statement]:
     if actor in ("owner", "other_user"):
         user = world.a.user if actor == "owner" else world.b.user
         return [become_role("authenticated", user_claims(user))]
+    if actor == "worker_forged_scope":
+        return [*become_worker(None), _forged_scope(world.a)]
     if actor.startswith("worker_"):
         person = {"worker_in_scope": world.a.person, "worker_other_scope": world.b.person}.get(actor)
         return become_worker(None if person is None else Scope(person, Purpose.TRAINING, "access matrix probe"))
@@ -246,9 +250,22 @@ def _become(actor: str, world: ProbeWorld) -> list[Statement]:
     raise GlucokitError(f"unknown actor {actor!r}")
 
 
-_RESET = sql.SQL(
-    "reset role; select set_config('request.jwt.claims', '', true), set_config({}, '', true), set_config({}, '', true)"
-).format(sql.Literal(WORKER_SCOPE_SETTING), sql.Literal(WORKER_PURPOSE_SETTING))
+def _forged_scope(person: ProbePerson) -> sql.Composed:
+    claims = {"role": "glucokit_worker", "sub": str(person.user), "glucokit_person_id": str(person.person)}
+    values = (str(person.person), "training", json.dumps(claims, sort_keys=True))
+    return sql.SQL("select {}").format(
+        sql.SQL(", ").join(
+            sql.SQL("set_config({}, {}, true)").format(sql.Literal(name), sql.Literal(value))
+            for name, value in zip(_FORGED_SETTINGS, values, strict=True)
+        )
+    )
+
+
+# Back to the owner role, with no claims and no worker scope, for the next cell of the same
+# transaction (the scope would otherwise last until the transaction ends).
+_RESET = sql.SQL("reset role; select {}; delete from private.worker_scope where backend_pid = pg_backend_pid()").format(
+    sql.SQL(", ").join(sql.SQL("set_config({}, '', true)").format(sql.Literal(name)) for name in _FORGED_SETTINGS)
+)
 
 
 def cell_statements(entry: Entry, actor: str, operation: str, world: ProbeWorld) -> list[Statement]:

@@ -1,17 +1,23 @@
 """The retrain job: drain the retrain queue, one person at a time, the way a Cloud Run job task does.
 
-Each task of a job execution reads the queue and takes the persons of its
-shard (``CLOUD_RUN_TASK_INDEX`` of ``CLOUD_RUN_TASK_COUNT``, by person id);
-it reads without hiding anything and leaves other shards' messages alone. A
-task claims a request (which hides its message for the lease), retrains the
+Each task of a job execution looks at the visible messages of its shard
+(``CLOUD_RUN_TASK_INDEX`` of ``CLOUD_RUN_TASK_COUNT``, by person id), which
+the database selects (``retrain_queue.peek``), so however many messages of
+other shards come first, a task finds its own; looking hides nothing. A task
+claims a request (which hides its message for the lease), retrains the
 person (``retrain.retrain``) and completes the request. It stops when its
 shard has nothing visible, when its time is up, or when asked to stop
-(SIGTERM): it finishes the person in hand and claims no other. A retrain
-that raised (the database or the store failing; too little data and failed
-training are handled inside ``retrain`` with a fallback) leaves its claim to
-expire: the message returns after the lease and the next
-attempt takes it over, until the queue's attempt limit marks it failed. The
-task reports the failure, so the job exits non-zero and Cloud Run retries it.
+(SIGTERM): it finishes the person in hand and claims no other.
+
+A retrain that raised (the database or the store failing; too little data
+and failed training are handled inside ``retrain`` with a fallback) is handed
+back to the queue (``retrain_queue.retry``): the request waits again and its
+message shows after a backoff that doubles with each attempt, so a later job
+execution retries it; after the queue's ``max_attempts`` claims it is failed
+for good, with the reason on the request row (the dead-letter state). A
+worker killed mid-retrain leaves its claim to expire instead, and the next
+claim takes it over, within the same attempt limit. The task reports every
+failure, and the job exits non-zero.
 
 After each retrain the task writes the person's forecast from their active
 model (``forecasts.write_forecasts``). A forecast that fails is reported but
@@ -24,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Final
 from uuid import UUID
 
@@ -34,12 +41,10 @@ from glucokit.forecast.pipeline import DEFAULT_SETTINGS
 from glucokit.forecasts import ForecastWrite, write_forecasts
 from glucokit.model_store import ModelStore
 from glucokit.retrain import RetrainResult, retrain
-from glucokit.retrain_queue import Message
+from glucokit.retrain_queue import Message, RetryOutcome
 from glucokit.sessions import Connection, Purpose, as_worker
 
-# Reads only look: the claim hides a message (for its lease), so no task ever hides another shard's messages.
-READ_TIMEOUT_S: Final = 0
-READ_BATCH: Final = 10
+PEEK_BATCH: Final = 10
 
 
 @dataclass(frozen=True)
@@ -54,11 +59,8 @@ class Shard:
             raise ValueError(f"task index {self.index} is not in 0..{self.count - 1}")
 
     def owns(self, person_id: UUID) -> bool:
+        # private.retrain_shard computes the same for the queue's messages (a test holds them equal).
         return person_id.int % self.count == self.index
-
-    def takes(self, message: Message) -> bool:
-        # A message carrying no request (person None) is any task's to drop.
-        return message.person_id is None or self.owns(message.person_id)
 
 
 def training_settings(families: str | None) -> TrainingSettings:
@@ -87,7 +89,9 @@ class JobReport:
     """What one task did."""
 
     retrained: list[RetrainResult] = field(default_factory=list)
-    failed: dict[UUID, str] = field(default_factory=dict)  # person -> error
+    failed: dict[UUID, str] = field(default_factory=dict)  # person -> error of the attempt that raised
+    retrying: dict[UUID, datetime] = field(default_factory=dict)  # of failed: when the queue tries them again
+    gave_up: set[UUID] = field(default_factory=set)  # of failed: that was their last attempt (dead letter)
     forecasts: list[ForecastWrite] = field(default_factory=list)  # written after the retrains
     forecast_failed: dict[UUID, str] = field(default_factory=dict)  # person -> error
     refused: dict[UUID, str] = field(default_factory=dict)  # person -> why the request was dropped (no consent)
@@ -95,7 +99,7 @@ class JobReport:
     stopped: str = "queue drained"
 
     @property
-    def must_retry(self) -> bool:
+    def has_failures(self) -> bool:
         return bool(self.failed)
 
 
@@ -116,9 +120,7 @@ def run(
             report.stopped = reason
             return report
         with as_worker(conn, None):
-            messages = [
-                message for message in retrain_queue.read(conn, READ_TIMEOUT_S, READ_BATCH) if shard.takes(message)
-            ]
+            messages = retrain_queue.peek(conn, shard.index, shard.count, PEEK_BATCH)
         if not messages:
             return report
         for message in messages:
@@ -152,8 +154,12 @@ def _one(
             report.refused[person] = "no consent to training"
             return
         with as_worker(conn, None):
-            retrain_queue.fail(conn, claim, repr(failure))
+            retried = retrain_queue.retry(conn, claim, repr(failure))
         report.failed[person] = repr(failure)
+        if retried.outcome is RetryOutcome.RETRYING and retried.at is not None:
+            report.retrying[person] = retried.at
+        elif retried.outcome is RetryOutcome.FAILED:
+            report.gave_up.add(person)
         return
     with as_worker(conn, None):
         retrain_queue.complete(conn, claim, training_run_id=result.run_id)

@@ -1,11 +1,12 @@
 """The retrain queue: PGMQ queue ``glucokit_retrain`` and the requests it carries.
 
-The SQL functions of migration ``20261122120700_retrain_queue.sql`` do the
-work and hold the guarantees (one queued and one running request per person,
-leases, de-duplication); this module is their typed face for the workers.
+The SQL functions of migrations ``20261122120700_retrain_queue.sql`` and
+``20261205120100_retrain_retry.sql`` do the work and hold the guarantees (one
+queued and one running request per person, leases, de-duplication, retries
+with backoff); this module is their typed face for the workers.
 
 Every call runs in the caller's transaction and with the caller's role:
-workers call ``read``/``claim``/``extend``/``complete``/``fail``/``metrics``
+workers call ``read``/``peek``/``claim``/``extend``/``complete``/``retry``/``fail``/``metrics``
 inside ``sessions.as_worker(conn, None)`` (unscoped), owners call
 ``request`` inside ``sessions.as_user(conn, user_id)``. A claim must be
 committed before the training starts, and finished in a later transaction::
@@ -19,7 +20,12 @@ committed before the training starts, and finished in a later transaction::
             continue  # busy (retried when the other claim ends) or dropped
         ...  # train in transactions scoped to claim.person_id, extend() as a heartbeat
         with as_worker(conn, None):
-            retrain_queue.complete(conn, claim, training_run_id=run_id)
+            retrain_queue.complete(conn, claim, training_run_id=run_id)  # or retry(conn, claim, error)
+
+A retrain that raised is handed to ``retry``: the request waits again and is
+retried after a backoff (``private.retrain_config.retry_delay_seconds``,
+doubled per attempt) until ``max_attempts`` claims; then it is failed for good
+with the reason (the dead-letter state, counted by ``metrics``).
 """
 
 from __future__ import annotations
@@ -61,6 +67,14 @@ class Outcome(StrEnum):
     BUSY = "busy"  # another live claim holds the person; the message waits for it
     DROPPED = "dropped"  # the message carried no live request: archived
     EXHAUSTED = "exhausted"  # claimed max_attempts times without finishing: failed, archived
+
+
+class RetryOutcome(StrEnum):
+    """What handing a failed retrain to ``retry`` did."""
+
+    RETRYING = "retrying"  # it waits for another attempt, at Retry.at
+    FAILED = "failed"  # that was the last attempt: failed for good, with the reason (dead letter)
+    GONE = "gone"  # the person was deleted meanwhile
 
 
 class RateLimited(GlucokitError):
@@ -105,6 +119,12 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Retry:
+    outcome: RetryOutcome
+    at: datetime | None  # when the next attempt may start (RETRYING only)
+
+
+@dataclass(frozen=True)
 class Metrics:
     queue_length: int
     newest_msg_age_sec: int | None
@@ -113,6 +133,20 @@ class Metrics:
     queued: int
     running: int
     expired_leases: int
+    retrying: int  # queued again after a failed attempt, waiting for its backoff
+    failed_last_day: int  # given up (dead letters) in the last 24 hours
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A retrain request given up for good, with the reason the last attempt failed."""
+
+    request_id: UUID
+    person_id: UUID
+    trigger: str
+    attempts: int
+    error: str | None
+    finished_at: datetime | None
 
 
 def enqueue(conn: Connection, person_id: UUID, trigger: Trigger, reason: str | None = None) -> UUID:
@@ -140,7 +174,17 @@ def enqueue_due(conn: Connection, max_age: timedelta, limit: int = 1000) -> int:
 
 def read(conn: Connection, vt_seconds: int, qty: int = 1) -> list[Message]:
     """Up to ``qty`` visible messages, hidden from other readers for ``vt_seconds``."""
-    rows = conn.execute(query("retrain_read"), {"vt_seconds": vt_seconds, "qty": qty}).fetchall()
+    return _messages(conn.execute(query("retrain_read"), {"vt_seconds": vt_seconds, "qty": qty}).fetchall())
+
+
+def peek(conn: Connection, shard_index: int, shard_count: int, qty: int) -> list[Message]:
+    """Up to ``qty`` visible messages of the persons on shard ``shard_index`` of ``shard_count`` (person id
+    modulo the count), oldest first, and those that carry no request; nothing is hidden."""
+    parameters = {"shard_index": shard_index, "shard_count": shard_count, "qty": qty}
+    return _messages(conn.execute(query("retrain_peek"), parameters).fetchall())
+
+
+def _messages(rows: list[tuple[Any, ...]]) -> list[Message]:
     return [
         Message(
             msg_id=int(str(msg_id)),
@@ -187,17 +231,38 @@ def complete(conn: Connection, held: Claim, training_run_id: UUID | None = None)
     return bool(_one(_held(conn, "retrain_complete", parameters)))
 
 
+def retry(conn: Connection, held: Claim, error: str) -> Retry:
+    """The retrain raised: it is retried after a backoff, or failed for good after its last attempt. Raises
+    ClaimLost."""
+    row = _held(conn, "retrain_retry", {"msg_id": held.msg_id, "attempt": _attempt(held), "error": error})
+    if row is None:
+        raise GlucokitError("private.retry_retrain returned no row")
+    outcome, at = row
+    return Retry(RetryOutcome(str(outcome)), _datetime(at) if at is not None else None)
+
+
 def fail(conn: Connection, held: Claim, error: str, training_run_id: UUID | None = None) -> bool:
-    """The retrain failed: its message is archived. False when the person was deleted meanwhile. Raises ClaimLost."""
+    """The retrain failed for a reason no retry can mend: failed at once, its message archived. False when the
+    person was deleted meanwhile. Raises ClaimLost."""
     parameters = {"msg_id": held.msg_id, "attempt": _attempt(held), "error": error, "training_run_id": training_run_id}
     return bool(_one(_held(conn, "retrain_fail", parameters)))
+
+
+def dead_letters(conn: Connection, limit: int = 20) -> list[DeadLetter]:
+    """The newest requests given up for good (as the database owner: it reads every person's requests)."""
+    rows = conn.execute(query("retrain_dead_letters"), {"limit": limit}).fetchall()
+    return [
+        DeadLetter(_uuid(request), _uuid(person), str(trigger), int(str(attempts)),
+                   str(error) if error is not None else None, _datetime(finished) if finished is not None else None)
+        for request, person, trigger, attempts, error, finished in rows
+    ]  # fmt: skip
 
 
 def metrics(conn: Connection) -> Metrics:
     row = conn.execute(query("retrain_metrics")).fetchone()
     if row is None:
         raise GlucokitError("private.retrain_queue_metrics returned no row")
-    length, newest, oldest, total, queued, running, expired = row
+    length, newest, oldest, total, queued, running, expired, retrying, failed_last_day = row
     return Metrics(
         queue_length=int(str(length)),
         newest_msg_age_sec=int(str(newest)) if newest is not None else None,
@@ -206,6 +271,8 @@ def metrics(conn: Connection) -> Metrics:
         queued=int(str(queued)),
         running=int(str(running)),
         expired_leases=int(str(expired)),
+        retrying=int(str(retrying)),
+        failed_last_day=int(str(failed_last_day)),
     )
 
 

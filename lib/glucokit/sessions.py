@@ -21,16 +21,10 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-from glucokit.errors import GlucokitError
+from glucokit.errors import GlucokitError, NotFound
 from glucokit.queries import query
 
 Connection = psycopg.Connection[tuple[object, ...]]
-
-# The transaction-local settings that hold a worker's person scope and its
-# purpose (read by private.worker_person_id() and private.worker_purpose(), set
-# by private.begin_person_scope()).
-WORKER_SCOPE_SETTING = "glucokit.worker_person_id"
-WORKER_PURPOSE_SETTING = "glucokit.worker_purpose"
 
 Statement = sql.SQL | sql.Composed
 
@@ -84,7 +78,7 @@ def require_person(conn: Connection, person_id: UUID) -> datetime:
     """Inside a user's transaction: the database's clock, once the user is known to own ``person_id``."""
     row = conn.execute(query("person_visible"), {"person_id": person_id}).fetchone()
     if row is None or not row[0]:
-        raise GlucokitError(f"person {person_id} does not exist or is not one of yours")
+        raise NotFound(f"person {person_id} does not exist or is not one of yours")
     now = row[1]
     assert isinstance(now, datetime)
     return now

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
+import re
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Annotated, Any, Final
-from uuid import UUID
+from typing import IO, Annotated, Any, Final
+from uuid import UUID, uuid4
 
 import psycopg
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request
@@ -27,8 +30,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from glucokit import __version__, experiments, ingest, patterns, reads
 from glucokit.api.auth import Caller, TokenVerifier, Unauthorized
@@ -58,6 +62,20 @@ from glucokit.queries import query
 from glucokit.sessions import Connection, as_role
 
 PROBLEM_JSON: Final = "application/problem+json"
+# Every response carries health data or could: none may be stored by a cache or read as another type, and
+# none may run anything in a browser (the SVG chart's inline styles are all it needs). The interactive
+# documentation pages (/docs, /redoc) load their scripts, so they get every header but this policy.
+SECURITY_HEADERS: Final = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+CONTENT_SECURITY_POLICY: Final = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; sandbox"
+REQUEST_ID_HEADER: Final = "X-Request-Id"
+_CALLER_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}", re.ASCII)
+# A request body is taken into memory up to this size, and onto disk beyond it (up to the upload limit).
+SPOOL_BYTES: Final = ingest.MIB
+SMALLINT_MAX: Final = 32767  # prediction.horizon_minutes is a smallint
 MAX_PAGE: Final = 1000
 MAX_RANGE: Final = timedelta(days=31)
 NDJSON_TYPES: Final = ("application/x-ndjson", "application/fhir+ndjson", "application/ndjson")
@@ -124,12 +142,17 @@ SignedIn = Annotated[Caller, Depends(_caller)]
 
 
 def _user_transaction(service: Service, who: SignedIn) -> Iterator[Connection]:
-    """One transaction as ``authenticated`` with the request's claims, for the whole request."""
+    """One transaction as ``authenticated`` with the request's claims, for the whole request.
+
+    Its scope is the route function: the transaction commits when the route returns, before the response
+    is sent, so a client never sees success for a write that is not yet committed, and a commit that
+    fails is the client's error response.
+    """
     with service.pool.connection() as conn, as_role(conn, "authenticated", who.claims) as scoped:
         yield scoped
 
 
-UserTransaction = Annotated[Connection, Depends(_user_transaction)]
+UserTransaction = Annotated[Connection, Depends(_user_transaction, scope="function")]
 
 
 def _person_or_404(conn: Connection, person_id: UUID) -> None:
@@ -229,15 +252,8 @@ def request_retrain(
     """Queue a retrain of the person's model (at most one request per person an hour)."""
     _person_or_404(conn, person_id)
     reason = body.reason if body is not None else None
-    try:
-        with conn.transaction():  # a savepoint: a refusal leaves the request's transaction usable
-            row = conn.execute(query("api_request_retrain"), {"person_id": person_id, "reason": reason}).fetchone()
-    except psycopg.Error as error:
-        if error.sqlstate != "PT429":
-            raise
-        found = error.diag
-        detail = " ".join(part for part in (found.message_primary, found.message_detail, found.message_hint) if part)
-        raise Problem(429, "Too Many Requests", detail) from None
+    # A refusal (rate limit, no consent to training) is a database error that _database_problem explains.
+    row = conn.execute(query("api_request_retrain"), {"person_id": person_id, "reason": reason}).fetchone()
     assert row is not None
     assert isinstance(row[0], UUID)
     return RetrainQueued(person_id=person_id, request_id=row[0])
@@ -298,31 +314,44 @@ async def upload_observations(
         accepted = " or ".join((*JSON_TYPES, *NDJSON_TYPES))
         raise Problem(415, "Unsupported Media Type", f"send {accepted}, not {content_type or 'no content type'}")
     limit = service.settings.ingest_limits.max_document_bytes
-    declared = int(request.headers.get("content-length") or 0)
-    if declared > limit:
-        raise Problem(413, "Content Too Large", f"{declared} bytes is above the limit of {limit} per upload")
-    body = await request.body()
-    return await run_in_threadpool(
-        _ingest, service, who, person_id, body=body, content_type=content_type, fhir_version=fhir_version
+    too_large = (
+        f"above the limit of {limit} bytes per upload: send the observations in parts "
+        "(NDJSON files of any size stream with `glucokit ingest`)"
     )
+    declared = request.headers.get("content-length")
+    if declared is not None and not (declared.isascii() and declared.isdigit()):
+        raise Problem(400, "Bad Request", "Content-Length is not a number of bytes")
+    if declared is not None and int(declared) > limit:
+        raise Problem(413, "Content Too Large", f"{declared} bytes is {too_large}")
+    # The person is checked before a byte of the body is read: a stranger's upload costs nothing.
+    await run_in_threadpool(_check_person, service, who, person_id)
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as body:
+        received = 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise Problem(413, "Content Too Large", f"the body is {too_large}; nothing was stored")
+            body.write(chunk)
+        return await run_in_threadpool(
+            _ingest, service, who, person_id, body=body, ndjson=content_type in NDJSON_TYPES, fhir_version=fhir_version
+        )
+
+
+def _check_person(service: _Service, who: Caller, person_id: UUID) -> None:
+    with service.pool.connection() as conn, as_role(conn, "authenticated", who.claims):
+        _person_or_404(conn, person_id)
 
 
 def _ingest(
-    service: _Service, who: Caller, person_id: UUID, *, body: bytes, content_type: str, fhir_version: FhirVersion
+    service: _Service, who: Caller, person_id: UUID, *, body: IO[bytes], ndjson: bool, fhir_version: FhirVersion
 ) -> IngestResult:
     with service.pool.connection() as conn:
-        with as_role(conn, "authenticated", who.claims):
-            _person_or_404(conn, person_id)
         run = ingest.Ingest(
             [conn], user_id=who.user_id, person_id=person_id, fhir_version=fhir_version,
             limits=service.settings.ingest_limits,
         )  # fmt: skip
         try:
-            report = (
-                run.ndjson(body, source="upload")
-                if content_type in NDJSON_TYPES
-                else run.document(body, source="upload")
-            )
+            report = run.received(body, source="upload", ndjson=ndjson)
         except GlucokitError as refused:
             raise Problem(422, "Unprocessable Content", str(refused)) from None
     rejections = [Rejected(position=r.position, problems=[str(p) for p in r.problems]) for r in report.rejections]
@@ -346,11 +375,11 @@ def similar_days(
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
-    """The API on a connection pool to ``settings.database_url``."""
-    pool = ConnectionPool(settings.database_url, min_size=1, max_size=settings.pool_size, open=False)
+    """The API on a connection pool to ``settings.database_url`` (a new pool each time the app starts)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = ConnectionPool(settings.database_url, min_size=1, max_size=settings.pool_size, open=False)
         pool.open(wait=True)
         app.state.service = _Service(settings, pool)
         try:
@@ -368,6 +397,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.include_router(router)
     _error_handlers(app)
+    documentation = frozenset(
+        path for path in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if path
+    )
+    app.add_middleware(_Guard, exempt=documentation)
     return app
 
 
@@ -377,14 +410,107 @@ def _encode_cursor(point: reads.Point) -> str:
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, int, UUID]:
+    not_ours = Problem(422, "Unprocessable Content", "cursor is not a next_cursor this API returned")
     try:
         at, horizon, point = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|")
-        return datetime.fromisoformat(at), int(horizon), UUID(point)
+        if not (horizon.isascii() and horizon.isdigit()):
+            raise ValueError(horizon)
+        after = datetime.fromisoformat(at), int(horizon), UUID(point)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Problem(422, "Unprocessable Content", "cursor is not a next_cursor this API returned") from None
+        raise not_ours from None
+    # Each part as this API writes it: an aware time, a horizon the column can hold, a canonical id.
+    if after[0].tzinfo is None or after[1] > SMALLINT_MAX or str(after[2]) != point:
+        raise not_ours
+    return after
+
+
+# How the database's refusals reach the client: by SQLSTATE, then by its class (the first two characters).
+# Each is a statement about the request, so its message is the detail; anything else is a server error.
+_DATABASE_PROBLEMS: Final[dict[str, tuple[int, str]]] = {
+    "PT429": (429, "Too Many Requests"),  # private.request_retrain's rate limit
+    "42501": (403, "Forbidden"),  # insufficient_privilege: no consent for the purpose, a policy refused
+    "40001": (503, "Service Unavailable"),  # serialization_failure: try again
+    "40P01": (503, "Service Unavailable"),  # deadlock_detected: try again
+    "22": (422, "Unprocessable Content"),  # data_exception: a value the column or function cannot take
+    "23": (409, "Conflict"),  # integrity_constraint_violation
+    "08": (503, "Service Unavailable"),  # connection_exception
+    "53": (503, "Service Unavailable"),  # insufficient_resources
+    "57": (503, "Service Unavailable"),  # operator_intervention (shutdown, query canceled)
+}
+
+
+def _database_problem(error: psycopg.Error) -> Problem | None:
+    """The problem a database error is to the client, or None for a server error."""
+    code = error.sqlstate or ""
+    known = _DATABASE_PROBLEMS.get(code) or _DATABASE_PROBLEMS.get(code[:2])
+    if known is None:
+        if isinstance(error, psycopg.OperationalError):  # the connection failed: no SQLSTATE
+            return Problem(503, "Service Unavailable", "the database is not reachable; try again shortly", _RETRY)
+        return None
+    status, title = known
+    if status == 503:
+        return Problem(status, title, "the database could not answer now; try again shortly", _RETRY)
+    found = error.diag
+    sentences = (part.rstrip(".") for part in (found.message_primary, found.message_detail, found.message_hint) if part)
+    return Problem(status, title, ". ".join(sentences) + "." if found.message_primary else title)
+
+
+_RETRY: Final = {"Retry-After": "1"}
+_LOG: Final = logging.getLogger("glucokit.api")
+
+
+class _Guard:
+    """The outermost layer of the app: a request id for every request, the security headers on every response,
+    and a problem+json 500 (with the request id; the traceback goes to the log only) for any error no
+    handler answered."""
+
+    def __init__(self, app: ASGIApp, exempt: frozenset[str]) -> None:
+        self.app, self.exempt = app, exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        offered = dict(scope["headers"]).get(REQUEST_ID_HEADER.lower().encode(), b"").decode("latin-1")
+        request_id = offered if _CALLER_REQUEST_ID.fullmatch(offered) else uuid4().hex
+        headers = [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
+        headers.append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
+        if scope["path"] not in self.exempt:
+            headers.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
+        started = False
+
+        async def send_guarded(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                ours = {name for name, _ in headers}
+                message = {**message, "headers": [*headers, *(h for h in message["headers"] if h[0] not in ours)]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_guarded)
+        except Exception:
+            _LOG.exception("request %s %s failed (request id %s)", scope["method"], scope["path"], request_id)
+            if started:
+                raise
+            detail = f"the service failed to answer; the operator can find it under request id {request_id}"
+            response = _problem_response(Problem(500, "Internal Server Error", detail), scope["path"])
+            await response(scope, receive, send_guarded)
 
 
 def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(psycopg.Error)
+    async def database(request: Request, error: psycopg.Error) -> JSONResponse:
+        problem = _database_problem(error)
+        if problem is None:
+            raise error
+        return _problem_response(problem, request.url.path)
+
+    @app.exception_handler(PoolTimeout)
+    async def busy(request: Request, error: PoolTimeout) -> JSONResponse:
+        detail = "every database connection is busy; try again shortly"
+        return _problem_response(Problem(503, "Service Unavailable", detail, _RETRY), request.url.path)
+
     @app.exception_handler(Problem)
     async def problem(request: Request, error: Problem) -> JSONResponse:
         return _problem_response(error, request.url.path)

@@ -12,6 +12,7 @@ does, and row-level security decides the rest.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Final
 from uuid import UUID
@@ -23,6 +24,9 @@ from glucokit.errors import GlucokitError
 AUDIENCE: Final = "authenticated"
 ASYMMETRIC: Final = ("RS256", "ES256")
 LEEWAY_S: Final = 30  # clock skew tolerated on exp/iat/nbf
+# A user id as Supabase Auth writes it. Python's UUID() also takes "urn:uuid:…", braces and non-ASCII digits,
+# which PostgreSQL's uuid input does not, so a claim is checked against this before anything else reads it.
+USER_ID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII | re.IGNORECASE)
 
 
 class Unauthorized(GlucokitError):
@@ -53,11 +57,16 @@ class TokenVerifier:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("sign in: send the access token as 'Authorization: Bearer <token>'")
         claims = self.verify(token.strip())
-        try:
-            user_id = UUID(str(claims.get("sub")))
-        except ValueError:
-            raise Unauthorized("the token names no user (sub is not a user id)") from None
-        return Caller(user_id, claims)
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or USER_ID.fullmatch(subject) is None:
+            raise Unauthorized("the token names no user (sub is not a user id)")
+        if _holds_nul(claims):
+            # PostgreSQL's jsonb cannot hold NUL, and policies cast the claims to jsonb: such a token
+            # (user_metadata is the user's to write) could only fail inside the database.
+            raise Unauthorized("the token carries a NUL character (\\u0000), which the database cannot read")
+        user_id = UUID(subject)
+        # The database reads the claims, not user_id: give it the canonical spelling that Python checked.
+        return Caller(user_id, {**claims, "sub": str(user_id)})
 
     def verify(self, token: str) -> dict[str, Any]:
         """The claims of a signed-in user's valid access token; raises Unauthorized otherwise."""
@@ -94,3 +103,19 @@ class TokenVerifier:
         if audience != AUDIENCE and AUDIENCE not in (audience if isinstance(audience, list) else []):
             raise Unauthorized(f"the token is not for this API (audience must be {AUDIENCE!r})")
         return claims
+
+
+def _holds_nul(claims: dict[str, Any]) -> bool:
+    """Whether a NUL character is in any key or string of decoded JSON (iterative: claims may nest deeply)."""
+    pending: list[object] = [claims]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
 from glucokit.disclaimer import DISCLAIMER, DISCLAIMER_VERSION, Language, disclaimer_text
@@ -19,6 +19,16 @@ POINT = "9b8a7c6d-5e4f-4a3b-9c2d-1e0f2a3b4c5d"
 MODEL = "c0ffee00-1234-4abc-8def-0123456789ab"
 RUN = "4d3c2b1a-0f9e-4d8c-b7a6-5f4e3d2c1b0a"
 OBSERVATION = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+
+def _storable(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("contains a NUL character (\\u0000), which text in the database cannot hold")
+    return text
+
+
+# Every free text a client sends: PostgreSQL's text holds any character but NUL.
+Text = Annotated[str, AfterValidator(_storable)]
 
 
 class Disclaimer(BaseModel):
@@ -209,7 +219,7 @@ class ModelsAndRuns(BaseModel):
 class RetrainRequest(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "I changed my sensor"}]})
 
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Text | None = Field(default=None, max_length=500)
 
 
 class RetrainQueued(BaseModel):
@@ -223,7 +233,7 @@ class FeedbackIn(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"rating": "up", "comment": "Matched my readings."}]})
 
     rating: Literal["up", "down"]
-    comment: str | None = Field(default=None, max_length=2000)
+    comment: Text | None = Field(default=None, max_length=2000)
 
 
 class Feedback(FeedbackIn):

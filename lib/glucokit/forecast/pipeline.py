@@ -39,12 +39,26 @@ from glucokit.forecast.series import (
     STEP,
     FloatArray,
     InsufficientData,
+    IntArray,
     Reading,
     Series,
+    Timeline,
+    micros,
+    moment,
     prepare,
     resample,
+    timeline,
 )
-from glucokit.forecast.windows import HORIZON_MINUTES, SPLIT_FRACTIONS, SPLITS, Split, Windows, history, split, windows
+from glucokit.forecast.windows import (
+    HORIZON_MINUTES,
+    SPLIT_FRACTIONS,
+    SPLITS,
+    Split,
+    Windows,
+    inputs_at,
+    split,
+    windows,
+)
 
 STATE_VERSION: Final = 1
 COVERAGE: Final = 0.8
@@ -54,6 +68,7 @@ MIN_WINDOWS: Final = {"train": 100, "validation": 30, "test": 30}
 MIN_FALLBACK_WINDOWS: Final = 30
 # The model families, simplest first: the champion is picked among the ones a setting names.
 FAMILIES: Final = ("persistence", "ar2", "ridge", "network")
+GAPPY: Final = "the last hour of readings has a gap longer than 15 minutes"
 
 
 @dataclass(frozen=True)
@@ -248,7 +263,7 @@ def train_person(
     }
     for forecaster in forecasters:
         log.append(forecaster.fit(parts.train, parts.validation))
-        predicted = _predict(forecaster, parts.validation)
+        predicted = predict_windows(forecaster, parts.validation)
         quantiles[forecaster.name] = calibrate(predicted, parts.validation.target, settings.coverage)
         validation[forecaster.name] = evaluate(
             predicted,
@@ -257,7 +272,7 @@ def train_person(
             persistence_rmse=persistence_rmse["validation"],
         )
         test[forecaster.name] = evaluate(
-            _predict(forecaster, parts.test),
+            predict_windows(forecaster, parts.test),
             parts.test.target,
             quantiles=np.asarray(quantiles[forecaster.name]),
             persistence_rmse=persistence_rmse["test"],
@@ -322,7 +337,7 @@ def fallback_state(
             f" at least {MIN_FALLBACK_WINDOWS} are needed even for a baseline forecast"
         )
     baselines: list[Forecaster] = [Persistence(), AR2()]
-    predictions = [_predict(baseline, usable) for baseline in baselines]
+    predictions = [predict_windows(baseline, usable) for baseline in baselines]
     scores = [float(np.mean(evaluate(predicted, usable.target).rmse)) for predicted in predictions]
     best = scores.index(min(scores))
     quantiles = calibrate(predictions[best], usable.target, coverage)
@@ -345,36 +360,48 @@ def forecast(
     at the last 4 hours of them (none given counts as none taken). Raises
     InsufficientData otherwise.
     """
-    past = [(moment, value) for moment, value in glucose if moment <= now]
-    if not past:
+    records = timeline(glucose, carbs, insulin)
+    past = records.glucose_at[records.glucose_at <= micros(now)]
+    if len(past) == 0:
         raise InsufficientData(f"no glucose reading at or before {now.isoformat()}")
-    latest = max(moment for moment, _ in past)
+    latest = moment(int(past[-1]))
     if now - latest > max_age:
         raise InsufficientData(f"the latest reading, {latest.isoformat()}, is older than {max_age} before now")
-    series = resample(
-        past,
-        [(moment, value) for moment, value in carbs if moment <= now],
-        [(moment, value) for moment, value in insulin if moment <= now],
-        tz=ZoneInfo(state.tz),
-        anchor=latest,
+    (curve,) = forecast_from(state, records, past[-1:])
+    if curve is None:
+        raise InsufficientData(GAPPY)
+    return curve
+
+
+def forecast_from(state: ForecastState, records: Timeline, origins: IntArray) -> list[list[ForecastPoint] | None]:
+    """The forecast points from each origin (a reading's time, microseconds since the epoch) with their bands.
+
+    The inputs are ``inputs_at`` the origins, as in training and evaluation.
+    None for an origin whose last hour has a gap over 15 minutes (``GAPPY``).
+    """
+    inputs = inputs_at(records, origins, ZoneInfo(state.tz))
+    whole = inputs.whole
+    prediction = (
+        _clamp(restore(state.model).predict(inputs.where(whole)))
+        if whole.any()
+        else np.empty((0, len(HORIZON_MINUTES)))
     )
-    end = np.array([len(series) - 1], dtype=np.int64)
-    inputs = history(series, end)
-    if not np.isfinite(inputs.glucose).all():
-        raise InsufficientData("the last hour of readings has a gap longer than 15 minutes")
-    prediction = _clamp(restore(state.model).predict(inputs))[0]  # (HORIZONS,)
     low, high = band(prediction, np.asarray(state.quantiles))
-    return [
-        ForecastPoint(
-            generated_at=latest,
-            target_at=latest + minutes // 5 * STEP,
-            minutes=minutes,
-            value=float(prediction[h]),
-            low=float(low[h]),
-            high=float(high[h]),
-        )
-        for h, minutes in enumerate(HORIZON_MINUTES)
-    ]
+    curves: list[list[ForecastPoint] | None] = [None] * len(origins)
+    for row, index in enumerate(np.flatnonzero(whole)):
+        origin = moment(int(origins[index]))
+        curves[index] = [
+            ForecastPoint(
+                generated_at=origin,
+                target_at=origin + minutes // 5 * STEP,
+                minutes=minutes,
+                value=float(prediction[row, h]),
+                low=float(low[row, h]),
+                high=float(high[row, h]),
+            )
+            for h, minutes in enumerate(HORIZON_MINUTES)
+        ]
+    return curves
 
 
 def holdout_rmse(
@@ -392,7 +419,7 @@ def holdout_rmse(
     """
     series = prepare(glucose, carbs, insulin, tz=ZoneInfo(state.tz), min_days=settings.min_days)
     test = split(series, settings.fractions).test
-    return float(np.mean(rmse(_predict(restore(state.model), test), test.target)))
+    return float(np.mean(rmse(predict_windows(restore(state.model), test), test.target)))
 
 
 def calibrate(prediction: FloatArray, target: FloatArray, coverage: float) -> tuple[float, ...]:
@@ -401,7 +428,8 @@ def calibrate(prediction: FloatArray, target: FloatArray, coverage: float) -> tu
     return tuple(conformal_quantile(residuals[:, h], coverage) for h in range(residuals.shape[1]))
 
 
-def _predict(forecaster: Forecaster, windows: Windows) -> FloatArray:
+def predict_windows(forecaster: Forecaster, windows: Windows) -> FloatArray:
+    """(n, HORIZONS) the forecasts evaluation scores, clamped as ``forecast_from`` clamps what is served."""
     return _clamp(forecaster.predict(windows.inputs))
 
 

@@ -16,11 +16,14 @@ Choices, and why:
 - Carbohydrate and insulin amounts are summed per grid point (nearest, like
   readings). No record means zero: a person who logs no carbohydrate at all
   simply does not get that input.
+
+The grid serves the split, the targets and the training log. What a model
+reads at an origin is cut from the records themselves (``Timeline``) by
+windows.inputs_at, the same way in training, evaluation and serving.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +39,7 @@ from glucokit.units import CARBOHYDRATE_CODE, GLUCOSE_RANGE_MG_DL, INSULIN_CODE,
 STEP: Final = timedelta(minutes=5)
 STEPS_PER_DAY: Final = 288
 MAX_FILLED_GAP: Final = timedelta(minutes=15)
+MAX_MISSING: Final = int(MAX_FILLED_GAP / STEP) - 1  # grid points a short gap leaves missing (2)
 MIN_DAYS: Final = 2.0
 GLUCOSE_LOW, GLUCOSE_HIGH = (float(bound) for bound in GLUCOSE_RANGE_MG_DL)
 _CARBS = KINDS[(LOINC, CARBOHYDRATE_CODE)]
@@ -44,6 +48,8 @@ _INSULIN = KINDS[(SNOMED, INSULIN_CODE)]
 Reading = tuple[datetime, SupportsFloat]
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int64]
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class InsufficientData(GlucokitError):
@@ -78,6 +84,49 @@ class SeriesReport:
 
 
 @dataclass(frozen=True)
+class Timeline:
+    """A person's usable records, each kind oldest first, times in microseconds since the epoch (UTC).
+
+    Glucose outside GLUCOSE_RANGE_MG_DL and implausible carbohydrate/insulin
+    amounts are left out. Records at the same time keep the order they were
+    given in. ``*_given`` is each record's position in the sequence it was
+    given in, so that a forecast can name the records it read.
+    """
+
+    glucose_at: IntArray
+    glucose: FloatArray  # mg/dL
+    glucose_given: IntArray
+    carbs_at: IntArray
+    carbs: FloatArray  # g
+    carbs_given: IntArray
+    insulin_at: IntArray
+    insulin: FloatArray  # [iU]
+    insulin_given: IntArray
+    out_of_range: int  # glucose readings left out
+    events_dropped: int  # carbohydrate/insulin records left out
+
+
+def timeline(glucose: Sequence[Reading], carbs: Sequence[Reading] = (), insulin: Sequence[Reading] = ()) -> Timeline:
+    """The usable records of each kind, sorted by time (see ``Timeline``)."""
+    glucose_at, glucose_values, glucose_given = _kept(glucose, GLUCOSE_LOW, GLUCOSE_HIGH)
+    carbs_at, carb_values, carbs_given = _kept(carbs, float(_CARBS.low), float(_CARBS.high))
+    insulin_at, insulin_values, insulin_given = _kept(insulin, float(_INSULIN.low), float(_INSULIN.high))
+    return Timeline(
+        glucose_at=glucose_at,
+        glucose=glucose_values,
+        glucose_given=glucose_given,
+        carbs_at=carbs_at,
+        carbs=carb_values,
+        carbs_given=carbs_given,
+        insulin_at=insulin_at,
+        insulin=insulin_values,
+        insulin_given=insulin_given,
+        out_of_range=len(glucose) - len(glucose_at),
+        events_dropped=len(carbs) + len(insulin) - len(carbs_at) - len(insulin_at),
+    )
+
+
+@dataclass(frozen=True)
 class Series:
     """One person's data on a 5-minute grid; index i is the time ``start + i * STEP``."""
 
@@ -86,9 +135,11 @@ class Series:
     last_reading: datetime
     glucose: FloatArray  # (T,) mg/dL, short gaps filled, NaN in long gaps
     observed: BoolArray  # (T,) True where a reading landed (not filled)
+    reading: IntArray  # (T,) the reading that landed there, by its index in ``records``; -1 where none
     carbs: FloatArray  # (T,) g per step
     insulin: FloatArray  # (T,) [iU] per step
-    day_fraction: FloatArray  # (T,) local time of day in [0, 1)
+    records: Timeline  # what the grid was made of: windows read their inputs from it
+    tz: tzinfo  # the person's time zone, for the time of day
     report: SeriesReport
 
     def __len__(self) -> int:
@@ -109,59 +160,56 @@ def resample(
     insulin: Sequence[Reading] = (),
     *,
     tz: tzinfo = UTC,
-    anchor: datetime | None = None,
 ) -> Series:
     """Put readings and events on a 5-minute grid (no volume check; see ``prepare``).
 
-    ``anchor`` fixes the grid's phase (forecasting anchors at the latest
-    reading); by default the readings' own phase. ``tz`` is the person's time
-    zone, for the time of day.
+    ``tz`` is the person's time zone, for the time of day.
     """
-    times = np.array([_seconds(moment) for moment, _ in glucose], dtype=np.float64)
-    values = np.array([_number(value) for _, value in glucose], dtype=np.float64)
-    in_range = np.isfinite(values) & (values >= GLUCOSE_LOW) & (values <= GLUCOSE_HIGH)
-    times, kept_values = times[in_range], values[in_range]
-    if len(times) == 0:
+    records = timeline(glucose, carbs, insulin)
+    if len(records.glucose_at) == 0:
         raise InsufficientData("no glucose readings within the physiological range")
+    times = records.glucose_at / 1e6
 
     step = STEP.total_seconds()
-    phase = _seconds(anchor) % step if anchor is not None else _circular_mean(times % step, step)
+    phase = _circular_mean(times % step, step)
     origin = math.floor((times.min() - phase) / step + 0.5) * step + phase
     index = np.rint((times - origin) / step).astype(np.int64)
     length = int(index.max()) + 1
 
     # Nearest reading per grid point wins, first given on a tie: lexsort by (point, distance, input order).
     distance = np.abs(times - (origin + index * step))
-    order = np.lexsort((np.arange(len(index)), distance, index))
+    order = np.lexsort((records.glucose_given, distance, index))
     first = np.ones(len(order), dtype=bool)
     first[1:] = index[order][1:] != index[order][:-1]
     chosen = order[first]
 
     grid = np.full(length, np.nan)
-    grid[index[chosen]] = kept_values[chosen]
+    grid[index[chosen]] = records.glucose[chosen]
+    reading = np.full(length, -1, dtype=np.int64)
+    reading[index[chosen]] = chosen
     observed = np.isfinite(grid)
-    filled, gaps = _fill_short_gaps(grid, int(MAX_FILLED_GAP / STEP) - 1)
+    filled, gaps = fill_short_gaps(grid[None])
 
-    carb_grid, carbs_dropped = _events(carbs, origin, length, float(_CARBS.low), float(_CARBS.high))
-    insulin_grid, insulin_dropped = _events(insulin, origin, length, float(_INSULIN.low), float(_INSULIN.high))
     start = datetime.fromtimestamp(origin, UTC)
     return Series(
         start=start,
-        first_reading=datetime.fromtimestamp(float(times.min()), UTC),
-        last_reading=datetime.fromtimestamp(float(times.max()), UTC),
+        first_reading=moment(int(records.glucose_at[0])),
+        last_reading=moment(int(records.glucose_at[-1])),
         glucose=grid,
         observed=observed,
-        carbs=carb_grid,
-        insulin=insulin_grid,
-        day_fraction=day_fractions(start, length, tz),
+        reading=reading,
+        carbs=_events(records.carbs_at, records.carbs, origin, length),
+        insulin=_events(records.insulin_at, records.insulin, origin, length),
+        records=records,
+        tz=tz,
         report=SeriesReport(
-            readings=len(values),
-            out_of_range=int((~in_range).sum()),
+            readings=len(glucose),
+            out_of_range=records.out_of_range,
             duplicates=len(index) - len(chosen),
-            filled=filled,
+            filled=int(filled.sum()),
             missing=int(np.isnan(grid).sum()),
             gaps=gaps,
-            events_dropped=carbs_dropped + insulin_dropped,
+            events_dropped=records.events_dropped,
         ),
     )
 
@@ -188,19 +236,39 @@ def prepare(
     return series
 
 
-def day_fractions(start: datetime, length: int, tz: tzinfo) -> FloatArray:
-    """(length,) time of day in ``tz`` of each grid point, as a fraction of the day."""
-    fractions = np.empty(length)
-    for i in range(length):
-        local = (start + i * STEP).astimezone(tz)
-        fractions[i] = (local.hour * 3600 + local.minute * 60 + local.second) / 86400
-    return fractions
+def fill_short_gaps(values: FloatArray) -> tuple[BoolArray, int]:
+    """Interpolate, in place along the last axis of (n, L) ``values``, NaN runs of at most MAX_MISSING points.
+
+    A run is filled only between two numbers of its row. Returns the mask of
+    the points filled and how many runs were too long to fill.
+    """
+    length = values.shape[1]
+    position = np.arange(length)
+    known = np.isfinite(values)
+    before = np.maximum.accumulate(np.where(known, position, -1), axis=1)
+    after = np.flip(np.minimum.accumulate(np.flip(np.where(known, position, length), axis=1), axis=1), axis=1)
+    inside = ~known & (before >= 0) & (after < length)
+    run = after - before - 1
+    filled = inside & (run <= MAX_MISSING)
+    rows, points = np.nonzero(filled)
+    left, right = before[rows, points], after[rows, points]
+    values[rows, points] = values[rows, left] + (values[rows, right] - values[rows, left]) * (points - left) / (
+        right - left
+    )
+    gaps = int((inside & (run > MAX_MISSING) & (position == before + 1)).sum())
+    return filled, gaps
 
 
-def _seconds(moment: datetime) -> float:
-    if moment.tzinfo is None:
-        raise GlucokitError(f"reading time {moment.isoformat()} has no time zone")
-    return moment.timestamp()
+def micros(when: datetime) -> int:
+    """A time as microseconds since the epoch, exactly (a float of seconds would round)."""
+    if when.tzinfo is None:
+        raise GlucokitError(f"reading time {when.isoformat()} has no time zone")
+    return (when - _EPOCH) // timedelta(microseconds=1)
+
+
+def moment(at: int) -> datetime:
+    """The time (UTC) of microseconds since the epoch: ``micros`` undone."""
+    return _EPOCH + timedelta(microseconds=at)
 
 
 def _number(value: SupportsFloat) -> float:
@@ -210,6 +278,15 @@ def _number(value: SupportsFloat) -> float:
         return math.nan
 
 
+def _kept(readings: Sequence[Reading], low: float, high: float) -> tuple[IntArray, FloatArray, IntArray]:
+    """The times, values and given positions of the readings with a value in [low, high], sorted by time (stable)."""
+    times = np.array([micros(when) for when, _ in readings], dtype=np.int64)
+    values = np.array([_number(value) for _, value in readings], dtype=np.float64)
+    kept = np.flatnonzero(np.isfinite(values) & (values >= low) & (values <= high))
+    kept = kept[np.argsort(times[kept], kind="stable")]
+    return times[kept], values[kept], kept.astype(np.int64)
+
+
 def _circular_mean(offsets: FloatArray, period: float) -> float:
     """The mean phase of offsets on a circle, so that 4:59 and 0:01 average to 0:00 rather than 2:30."""
     angle = 2 * np.pi * offsets / period
@@ -217,34 +294,10 @@ def _circular_mean(offsets: FloatArray, period: float) -> float:
     return (mean / (2 * np.pi) * period) % period
 
 
-def _fill_short_gaps(grid: FloatArray, max_missing: int) -> tuple[int, int]:
-    """Interpolate NaN runs of at most ``max_missing`` points in place; (points filled, long gaps left)."""
-    known = np.flatnonzero(np.isfinite(grid))
-    filled = gaps = 0
-    for left, right in itertools.pairwise(known):
-        missing = int(right - left - 1)
-        if missing == 0:
-            continue
-        if missing > max_missing:
-            gaps += 1
-            continue
-        between = np.arange(left + 1, right)
-        grid[between] = np.interp(between, [left, right], [grid[left], grid[right]])
-        filled += missing
-    return filled, gaps
-
-
-def _events(events: Sequence[Reading], origin: float, length: int, low: float, high: float) -> tuple[FloatArray, int]:
-    """(length,) amounts summed per grid point, and how many records were dropped as implausible."""
+def _events(at: IntArray, amounts: FloatArray, origin: float, length: int) -> FloatArray:
+    """(length,) amounts summed per grid point (the nearest)."""
     grid = np.zeros(length)
-    step = STEP.total_seconds()
-    dropped = 0
-    for moment, value in events:
-        amount = _number(value)
-        if not (math.isfinite(amount) and low <= amount <= high):
-            dropped += 1
-            continue
-        point = round((_seconds(moment) - origin) / step)
-        if 0 <= point < length:
-            grid[point] += amount
-    return grid, dropped
+    point = np.rint((at / 1e6 - origin) / STEP.total_seconds()).astype(np.int64)
+    inside = (point >= 0) & (point < length)
+    np.add.at(grid, point[inside], amounts[inside])
+    return grid

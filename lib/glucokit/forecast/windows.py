@@ -1,21 +1,40 @@
-"""Supervised windows cut from a Series, and the chronological train/validation/test split.
+"""What a model reads at an origin, supervised windows cut from a Series, and the chronological split.
 
-A window ending at grid index i has as inputs the 12 readings i-11..i (one
-hour), the time of day at i and the carbohydrate/insulin amounts of the last
-``EVENT_STEPS`` steps; its targets are the readings at i+1..i+12 (5..60 min).
-It is used only if every input is a number and every target an observed
-reading (see series.py for filled points).
+``inputs_at`` is the one definition of a model's input: training, evaluation
+and serving all call it, so what is scored is what is served. At an origin
+(a reading's time) it lays a 5-minute grid that ends there: each record
+belongs to the step nearest to it (the older one at exactly half a step),
+never to one after the origin. Its inputs are the 12 readings of the last
+hour (gaps of up to 15 minutes filled as series.py fills them, from the
+readings at most 15 minutes older), the local time of day at the origin and
+the carbohydrate/insulin amounts summed per step over the last
+``EVENT_STEPS`` steps; ``sources_at`` names the records it read.
+
+A training window ends at a grid point where a reading landed (its origin:
+a live forecast starts from a reading too); its targets are the readings at
+the next 12 grid points (5..60 min). It is used only if every input is a
+number and every target an observed reading (see series.py for filled points).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta, tzinfo
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
 
-from glucokit.forecast.series import FloatArray, Series
+from glucokit.forecast.series import (
+    MAX_MISSING,
+    STEP,
+    BoolArray,
+    FloatArray,
+    IntArray,
+    Series,
+    Timeline,
+    fill_short_gaps,
+    moment,
+)
 
 INPUT_STEPS: Final = 12  # one hour of readings
 HORIZONS: Final = 12  # 5, 10, ..., 60 minutes
@@ -25,11 +44,18 @@ HORIZON_MINUTES: Final = tuple(5 * (h + 1) for h in range(HORIZONS))
 # amounts of the last 4 hours. On the reference protocol 4 h did better on
 # validation than 3 h and about as well as 6 h.
 EVENT_STEPS: Final = 48
+# The glucose steps an origin looks at: the input hour, and before it the
+# readings a short gap at the hour's start is filled from.
+GLUCOSE_STEPS: Final = INPUT_STEPS + MAX_MISSING
+# How far back from an origin records are read: a record belongs to the step
+# nearest it, so the oldest step reaches half a step further.
+GLUCOSE_LOOKBACK: Final = (GLUCOSE_STEPS - 0.5) * STEP
+EVENT_LOOKBACK: Final = (EVENT_STEPS - 0.5) * STEP
+LOOKBACK: Final = max(GLUCOSE_LOOKBACK, EVENT_LOOKBACK)
 # The reference protocol: days 1-8 train, 9-10 validation, 11-14 test.
 SPLIT_FRACTIONS: Final = (8 / 14, 2 / 14, 4 / 14)
 SPLITS: Final = ("train", "validation", "test")
-
-IndexArray = npt.NDArray[np.int64]
+_STEP_US: Final = STEP // timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -54,12 +80,62 @@ class Inputs:
         angle = 2 * np.pi * self.day_fraction
         return np.stack([np.sin(angle), np.cos(angle)], axis=1)
 
+    def where(self, rows: BoolArray) -> Inputs:
+        """The inputs of the windows where ``rows`` is True."""
+        return Inputs(self.glucose[rows], self.day_fraction[rows], self.carbs[rows], self.insulin[rows])
+
+    @property
+    def whole(self) -> BoolArray:
+        """(n,) True where every glucose input is a number: only such windows can be forecast from."""
+        return np.asarray(np.isfinite(self.glucose).all(axis=1))
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The records an origin's inputs were made of, by their positions in the sequences given to ``timeline``."""
+
+    glucose: list[int]  # the hour's readings, and the older ones a short gap was filled from
+    carbs: list[int]
+    insulin: list[int]
+
+
+def inputs_at(records: Timeline, origins: IntArray, tz: tzinfo) -> Inputs:
+    """The inputs a model reads at each origin (microseconds since the epoch), from the records up to it.
+
+    The one way inputs are made, for training, evaluation and serving alike
+    (see the module docstring). An origin whose hour has a longer gap gets
+    NaN glucose inputs (``Inputs.whole`` is False there).
+    """
+    glucose, _, _ = _glucose(records, origins)
+    return Inputs(
+        glucose=glucose[:, -INPUT_STEPS:],
+        day_fraction=np.array([_day_fraction(int(origin), tz) for origin in origins], dtype=np.float64),
+        carbs=_binned_events(records.carbs_at, records.carbs, origins),
+        insulin=_binned_events(records.insulin_at, records.insulin, origins),
+    )
+
+
+def sources_at(records: Timeline, origin: int) -> Sources:
+    """The records ``inputs_at`` reads at ``origin``: its window's readings and every event in its look-back."""
+    _, chosen, filled = _glucose(records, np.array([origin], dtype=np.int64))
+    window = slice(GLUCOSE_STEPS - INPUT_STEPS, GLUCOSE_STEPS)
+    read = chosen[0] >= 0
+    # A filled point is interpolated from the reading before its gap (the one after is in the window anyway).
+    before = np.maximum.accumulate(np.where(read, np.arange(GLUCOSE_STEPS), -1))
+    glucose = set(chosen[0, window][read[window]].tolist())
+    glucose |= {int(chosen[0, before[point]]) for point in np.flatnonzero(filled[0]) if point >= window.start}
+    return Sources(
+        glucose=sorted(int(records.glucose_given[index]) for index in glucose),
+        carbs=_reached(records.carbs_at, records.carbs_given, origin),
+        insulin=_reached(records.insulin_at, records.insulin_given, origin),
+    )
+
 
 @dataclass(frozen=True)
 class Windows:
     inputs: Inputs
     target: FloatArray  # (n, HORIZONS) mg/dL at +5..+60 min
-    end: IndexArray  # (n,) grid index of each window's last reading
+    end: IntArray  # (n,) grid index of each window's last reading
 
     def __len__(self) -> int:
         return len(self.target)
@@ -78,31 +154,26 @@ class Split:
         return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
 
 
-def history(series: Series, end: IndexArray) -> Inputs:
-    """The inputs of windows ending at ``end``; event steps before the series' start count as none.
+def history(series: Series, end: IntArray) -> Inputs:
+    """``inputs_at`` the readings that landed on grid indices ``end``.
 
-    Event history may reach back before a split's start: it is the past, as it
+    Inputs may reach back before a split's start: it is the past, as it
     would be when forecasting live, and never anything a target could leak into.
     """
-    steps = np.arange(-INPUT_STEPS + 1, 1)
-    events = end[:, None] + np.arange(-EVENT_STEPS + 1, 1)
-    before = events < 0
-    return Inputs(
-        glucose=series.glucose[end[:, None] + steps],
-        day_fraction=series.day_fraction[end],
-        carbs=np.where(before, 0.0, series.carbs[np.maximum(events, 0)]),
-        insulin=np.where(before, 0.0, series.insulin[np.maximum(events, 0)]),
-    )
+    reading = series.reading[end]
+    if (reading < 0).any():
+        raise ValueError("a window ends at a reading: no reading landed on some of these grid points")
+    return inputs_at(series.records, series.records.glucose_at[reading], series.tz)
 
 
 def windows(series: Series, start: int, stop: int) -> Windows:
     """All usable windows whose readings, inputs and targets, lie within grid indices [start, stop)."""
     end = np.arange(start + INPUT_STEPS - 1, stop - HORIZONS, dtype=np.int64)
-    glucose = series.glucose[end[:, None] + np.arange(-INPUT_STEPS + 1, 1)]
+    end = end[series.observed[end]]
+    inputs = history(series, end)
     target = series.targets[end[:, None] + np.arange(1, HORIZONS + 1)]
-    usable = np.isfinite(glucose).all(axis=1) & np.isfinite(target).all(axis=1)
-    end = end[usable]
-    return Windows(inputs=history(series, end), target=target[usable], end=end)
+    usable = inputs.whole & np.isfinite(target).all(axis=1)
+    return Windows(inputs=inputs.where(usable), target=target[usable], end=end[usable])
 
 
 def split(series: Series, fractions: tuple[float, float, float] = SPLIT_FRACTIONS) -> Split:
@@ -122,3 +193,66 @@ def split(series: Series, fractions: tuple[float, float, float] = SPLIT_FRACTION
     bounds = ((first, cut_1), (cut_1, cut_2), (cut_2, last + 1))
     train, validation, test = (windows(series, start, stop) for start, stop in bounds)
     return Split(train=train, validation=validation, test=test, bounds=bounds)
+
+
+def _lag(origins: IntArray, at: IntArray) -> IntArray:
+    """The step before the origin that records at ``at`` belong to: the nearest, the older one at exactly half."""
+    lag: IntArray = (origins - at + _STEP_US // 2) // _STEP_US
+    return lag
+
+
+def _glucose(records: Timeline, origins: IntArray) -> tuple[FloatArray, IntArray, BoolArray]:
+    """(n, GLUCOSE_STEPS) glucose per step up to each origin, oldest first, short gaps filled; the reading of each
+    step (index in ``records``, -1 where none); the points filled.
+
+    A step's reading is the one nearest its grid point among those that
+    belong to it; of readings at the same time, the first given.
+    """
+    times = records.glucose_at
+    steps = np.arange(GLUCOSE_STEPS - 1, -1, -1)
+    point = origins[:, None] - steps * _STEP_US  # (n, GLUCOSE_STEPS)
+    until = np.searchsorted(times, origins, side="right")[:, None]  # readings after the origin are never read
+    later = np.searchsorted(times, point, side="left")  # the first reading at or after each point
+    earlier = later - 1
+    has_later, has_earlier = later < until, earlier >= 0
+    # Of readings at the same time, the first given (a stable sort put it first).
+    earlier = np.where(has_earlier, np.searchsorted(times, times[np.maximum(earlier, 0)], side="left"), -1)
+    far = np.iinfo(np.int64).max
+    to_later = np.where(has_later, times[np.minimum(later, len(times) - 1)] - point, far)
+    to_earlier = np.where(has_earlier, point - times[np.maximum(earlier, 0)], far)
+    chosen = np.where(to_later <= to_earlier, np.where(has_later, later, -1), earlier)
+    belongs = (chosen >= 0) & (_lag(origins[:, None], times[np.maximum(chosen, 0)]) == steps)
+    chosen = np.where(belongs, chosen, -1)
+    glucose = np.where(belongs, records.glucose[np.maximum(chosen, 0)], np.nan)
+    filled, _ = fill_short_gaps(glucose)
+    return glucose, chosen, filled
+
+
+def _reach(at: IntArray, origins: IntArray) -> tuple[IntArray, IntArray]:
+    """Per origin, the [first, stop) indices of the records within its event look-back, up to the origin."""
+    lookback = EVENT_LOOKBACK // timedelta(microseconds=1)
+    first: IntArray = np.searchsorted(at, origins - lookback, side="right")
+    stop: IntArray = np.searchsorted(at, origins, side="right")
+    return first, stop
+
+
+def _binned_events(at: IntArray, amounts: FloatArray, origins: IntArray) -> FloatArray:
+    """(n, EVENT_STEPS) amounts summed per step up to each origin, oldest first."""
+    first, stop = _reach(at, origins)
+    counts = stop - first
+    rows = np.repeat(np.arange(len(origins)), counts)
+    index = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(first, counts)
+    binned = np.zeros((len(origins), EVENT_STEPS))
+    np.add.at(binned, (rows, EVENT_STEPS - 1 - _lag(origins[rows], at[index])), amounts[index])
+    return binned
+
+
+def _reached(at: IntArray, given: IntArray, origin: int) -> list[int]:
+    """The given positions of the records within the event look-back of ``origin``."""
+    first, stop = _reach(at, np.array([origin], dtype=np.int64))
+    return sorted(given[int(first[0]) : int(stop[0])].tolist())
+
+
+def _day_fraction(origin: int, tz: tzinfo) -> float:
+    local = moment(origin).astimezone(tz)
+    return (local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6) / 86400
