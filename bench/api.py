@@ -14,7 +14,7 @@ run and one active model; and --curves forecast curves of 12 points (5-60 min)
 per person, one from each of the newest readings, written origin by origin as
 the forecast job writes them. Then VACUUM (ANALYZE).
 
-1. The read: `read_latest_curve` (lib/glucokit/sql/queries.sql, the exact text)
+1. The read: `read_latest_curve` (lib/glucokit/db/sql/queries.sql, the exact text)
    for --reads random persons, once as `authenticated` with the owner's claims
    (sessions.as_role, as the API runs it) and once as the table owner, which
    row-level security does not apply to, on two connections (each keeps one role,
@@ -70,13 +70,13 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
-from glucokit import database, migrate
 from glucokit.api import ApiSettings, TokenVerifier, create_app
 from glucokit.api.app import latest_forecast
+from glucokit.db.queries import query
+from glucokit.db.sessions import Connection, as_role, user_claims
+from glucokit.db.urls import with_database
 from glucokit.disclaimer import DISCLAIMER_VERSION
-from glucokit.queries import query
-from glucokit.sessions import Connection, as_role, user_claims
-from glucokit.urls import with_database
+from glucokit.tooling import database, migrate
 from scratch import scratch_database
 
 SECRET = "bench-api-jwt-secret-with-at-least-32-characters"  # noqa: S105 - signs the benchmark's own tokens

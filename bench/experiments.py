@@ -3,7 +3,7 @@
 Each simulated experiment has persons arriving in batches of 10, each assigned
 to variant a or b with probability 1/2 (what the hash assignment does), each
 bringing one per-person 30-minute MAE. After every batch the rule of
-``glucokit.experiments`` looks (the mixture SPRT at alpha 0.05, mixture sd
+``glucokit.modelops.experiments`` looks (the mixture SPRT at alpha 0.05, mixture sd
 2 mg/dL, at least 10 persons per variant) and the experiment stops at the
 first look where it rejects, or at 1,000 persons.
 
@@ -31,8 +31,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from glucokit import experiments
-from glucokit.experiments import FloatArray, Rule
+from glucokit.modelops import experiments
+from glucokit.modelops.experiments import FloatArray, Rule
 
 SEED: Final = 20261122
 RULE: Final = Rule()

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/forecast_quality.py [--patients 10] [--days 14] [--seed 20261122] [--out FILE]
 
-Simulates --patients virtual patients for --days with glucokit.simulate (a few
+Simulates --patients virtual patients for --days with glucokit.tooling.simulate (a few
 minutes on 2 cores; the bundles are cached under .glucokit/forecast-bench/, so
 reruns start at once), takes each bundle's CGM readings, carbohydrate intakes
 and insulin deliveries, and runs glucokit.forecast.train_person on each: days
@@ -30,7 +30,7 @@ import torch
 
 from glucokit.forecast.bundle import read_bundle
 from glucokit.forecast.evaluation import evaluate_people
-from glucokit.simulate import PATIENT_ORDER, simulate, write_bundles
+from glucokit.tooling.simulate import PATIENT_ORDER, simulate, write_bundles
 
 CACHE = Path(".glucokit/forecast-bench")
 REFERENCE = {

@@ -22,7 +22,7 @@ import time
 
 def _timed(args: list[str], env: dict[str, str]) -> float:
     began = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "glucokit.cli", *args], env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "glucokit.cli.main", *args], env=env, check=True, capture_output=True)
     return time.perf_counter() - began
 
 
@@ -40,7 +40,7 @@ def main() -> None:
                 migrations.append(_timed(["db", "migrate"], env))
             finally:
                 subprocess.run(
-                    [sys.executable, "-m", "glucokit.cli", "db", "stop"], env=env, check=False, capture_output=True
+                    [sys.executable, "-m", "glucokit.cli.main", "db", "stop"], env=env, check=False, capture_output=True
                 )
     print(
         json.dumps(

@@ -34,12 +34,12 @@ from uuid import UUID, uuid4
 import orjson
 import psycopg
 
-from glucokit import fhir
-from glucokit.ingest import STAGE_TYPES, Ingest, IngestReport
-from glucokit.queries import query
-from glucokit.sessions import Connection, as_user
+from glucokit.db.queries import query
+from glucokit.db.sessions import Connection, as_user
+from glucokit.fhir import resources as fhir
+from glucokit.fhir.ingest import STAGE_TYPES, Ingest, IngestReport
+from glucokit.fhir.validation import ObservationValidator
 from glucokit.units import CGM_CODE, KINDS, LOINC
-from glucokit.validation import ObservationValidator
 from scratch import scratch_database
 
 CGM = KINDS[(LOINC, CGM_CODE)]

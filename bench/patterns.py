@@ -5,7 +5,7 @@
 Builds a scratch database on the embedded server, migrated like any other, and
 fills it as the database owner: --persons auth users owning one person each,
 and per person --days synthetic day profiles (public.day_pattern, 48 half-hour
-means in mg/dL, the shape glucokit.patterns computes), loaded by one binary
+means in mg/dL, the shape glucokit.modelops.patterns computes), loaded by one binary
 COPY with row-level security, foreign keys and the btree indexes on. The
 migration's HNSW index is dropped before the load and built again afterwards
 with the same definition, timed, with maintenance_work_mem large enough for the
@@ -55,9 +55,9 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 
-from glucokit.patterns import SLOT_MINUTES, SLOTS, SOURCE
-from glucokit.queries import query
-from glucokit.sessions import Connection, become_role, user_claims
+from glucokit.db.queries import query
+from glucokit.db.sessions import Connection, become_role, user_claims
+from glucokit.modelops.patterns import SLOT_MINUTES, SLOTS, SOURCE
 from scratch import scratch_database
 
 FIRST_DAY = date(2025, 11, 1)

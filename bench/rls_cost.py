@@ -24,8 +24,8 @@ from uuid import UUID
 
 import psycopg
 
-from glucokit import sessions
-from glucokit.sessions import Connection
+from glucokit.db import sessions
+from glucokit.db.sessions import Connection
 from scratch import scratch_database
 
 LATEST_CURVE = b"""

@@ -9,8 +9,8 @@ from uuid import uuid4
 import psycopg
 from psycopg import sql
 
-from glucokit import database, migrate
-from glucokit.urls import with_database
+from glucokit.db.urls import with_database
+from glucokit.tooling import database, migrate
 
 
 @contextmanager

@@ -32,8 +32,8 @@ from uuid import uuid4
 
 import psycopg
 
+from glucokit.fhir.ingest import Ingest
 from glucokit.forecast import FAMILIES
-from glucokit.ingest import Ingest
 from glucokit.project import PROJECT_DIR, SIMULATED_DIR
 from scratch import scratch_database
 

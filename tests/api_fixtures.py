@@ -25,12 +25,12 @@ from fastapi.testclient import TestClient
 
 from fhir_samples import bundle, cgm
 from glucokit.api import ApiSettings, TokenVerifier, create_app
+from glucokit.fhir.ingest import Ingest
 from glucokit.forecast import TrainingSettings
-from glucokit.forecasts import write_forecasts
-from glucokit.ingest import Ingest
-from glucokit.model_store import LocalModelStore
+from glucokit.modelops.forecasts import write_forecasts
+from glucokit.modelops.model_store import LocalModelStore
+from glucokit.modelops.retrain import retrain
 from glucokit.project import SIMULATED_DIR
-from glucokit.retrain import retrain
 from owners import Owner
 from test_forecasts import FIRST_NEW
 from wording import forbidden_words

@@ -25,12 +25,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from glucokit import database, migrate, policies
-from glucokit.consent import CONSENT_PURPOSES
-from glucokit.policies import ProbeWorld
+from glucokit.db.sessions import Connection
+from glucokit.db.urls import with_database
+from glucokit.privacy.consent import CONSENT_PURPOSES
 from glucokit.project import PROJECT_DIR, SUPABASE_DIR
-from glucokit.sessions import Connection
-from glucokit.urls import with_database
+from glucokit.tooling import database, migrate, policies
+from glucokit.tooling.policies import ProbeWorld
 from owners import Owner
 
 # The API's fixtures (a signed-in world and an app), for every module that tests the API.

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from glucokit import fhir
+from glucokit.fhir import resources as fhir
 from glucokit.units import CARBOHYDRATE_CODE, CGM_CODE, INSULIN_CODE, KINDS, LOINC, SNOMED
 
 SOURCE = "urn:example:cgm-cloud"

@@ -8,8 +8,8 @@ from uuid import UUID
 
 import orjson
 
-from glucokit.ingest import Ingest, IngestReport
-from glucokit.sessions import Connection, as_user
+from glucokit.db.sessions import Connection, as_user
+from glucokit.fhir.ingest import Ingest, IngestReport
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,9 @@ from pydantic import BaseModel, ValidationError
 
 from api_fixtures import SECRET, bearer, is_problem, token
 from fhir_samples import bundle, cgm
-from glucokit import ingest, reads
+from glucokit.api import reads
 from glucokit.api.app import CONTENT_SECURITY_POLICY, SECURITY_HEADERS, router
+from glucokit.fhir import ingest
 from owners import Owner
 from test_forecasts import FIRST_NEW
 

@@ -1,4 +1,4 @@
-"""glucokit.chart: what a rendered chart shows in both languages, as SVG and as PNG, and the input it refuses.
+"""glucokit.api.chart: what a rendered chart shows in both languages, as SVG and as PNG, and the input it refuses.
 
 Synthetic readings and forecasts only; no database.
 """
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from matplotlib import colors, image
 
-from glucokit.chart import (
+from glucokit.api.chart import (
     BAND_COLOR,
     LABELS,
     SIZE_PX,

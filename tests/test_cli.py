@@ -11,13 +11,13 @@ from pathlib import Path
 
 import psycopg
 
-from glucokit.cli import Exit
-from glucokit.database import EmbeddedServer
-from glucokit.demo import DEMO_USERS
+from glucokit.cli.demo import DEMO_USERS
+from glucokit.cli.main import Exit
 from glucokit.disclaimer import DISCLAIMER
+from glucokit.tooling.database import EmbeddedServer
 from wording import forbidden_words
 
-GLUCOKIT = [sys.executable, "-m", "glucokit.cli"]
+GLUCOKIT = [sys.executable, "-m", "glucokit.cli.main"]
 
 
 def glucokit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

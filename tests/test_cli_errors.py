@@ -1,6 +1,6 @@
 """Every `glucokit` command answers bad input with one line on stderr and a documented exit status.
 
-The commands are found by walking the parser `glucokit.cli` builds, so a new command is covered without
+The commands are found by walking the parser `glucokit.cli.main` builds, so a new command is covered without
 touching this file; each runs in-process with the values it requires made up from its parser.
 """
 
@@ -15,11 +15,11 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from glucokit import cli
-from glucokit.cli import EXIT_MEANINGS, Exit
+from glucokit.cli import main as cli
+from glucokit.cli.main import EXIT_MEANINGS, Exit
+from glucokit.db.sessions import Connection
 from glucokit.errors import DatabaseUnreachable
 from glucokit.project import PROJECT_DIR
-from glucokit.sessions import Connection
 from owners import Owner
 
 Command = tuple[str, ...]

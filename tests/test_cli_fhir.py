@@ -11,9 +11,9 @@ import orjson
 from fhir.resources.R4B.bundle import Bundle
 
 from fhir_samples import bundle, cgm
-from glucokit.cli import Exit
+from glucokit.cli.main import Exit
+from glucokit.db.sessions import Connection
 from glucokit.project import PROJECT_DIR
-from glucokit.sessions import Connection
 from owners import Owner, rows
 from test_cli import glucokit
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from glucokit.policies import ProbeWorld
-from glucokit.sessions import Connection
+from glucokit.db.sessions import Connection
+from glucokit.tooling.policies import ProbeWorld
 from glucokit.units import GLUCOSE_CODES, LOINC, MG_DL, MMOL_L
 
 

@@ -16,15 +16,16 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from glucokit import cli, experiments
 from glucokit.api import ApiSettings, TokenVerifier, create_app
+from glucokit.cli import main as cli
+from glucokit.db.sessions import Connection, Purpose, as_anon, as_user, as_worker
 from glucokit.errors import GlucokitError
-from glucokit.experiments import Experiment, Rule, Variant
-from glucokit.ingest import Ingest
-from glucokit.model_store import LocalModelStore
+from glucokit.fhir.ingest import Ingest
+from glucokit.modelops import experiments
+from glucokit.modelops.experiments import Experiment, Rule, Variant
+from glucokit.modelops.model_store import LocalModelStore
+from glucokit.modelops.retrain import retrain
 from glucokit.project import SIMULATED_DIR
-from glucokit.retrain import retrain
-from glucokit.sessions import Connection, Purpose, as_anon, as_user, as_worker
 from owners import Owner
 
 SECRET = "experiments-test-jwt-secret-of-32-characters-or-more"

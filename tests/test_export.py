@@ -12,10 +12,10 @@ from fhir.resources.bundle import Bundle as R5Bundle
 from fhir.resources.R4B.bundle import Bundle as R4BBundle
 
 from fhir_samples import bundle, carbs, cgm, changed, insulin
-from glucokit import export
+from glucokit.db.sessions import Connection
 from glucokit.errors import GlucokitError
-from glucokit.ingest import Ingest
-from glucokit.sessions import Connection
+from glucokit.fhir import export
+from glucokit.fhir.ingest import Ingest
 from owners import Owner, ingest, rows
 
 # Everything a row holds except its own id, person and bookkeeping times.

@@ -9,7 +9,7 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from glucokit.sessions import Connection, Purpose, as_user, as_worker
+from glucokit.db.sessions import Connection, Purpose, as_user, as_worker
 from owners import Owner
 
 GENERATED_AT = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)

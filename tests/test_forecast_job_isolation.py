@@ -7,13 +7,14 @@ from uuid import UUID
 
 import pytest
 
-from glucokit import forecast_job, monitoring
-from glucokit.ingest import Ingest
-from glucokit.model_store import LocalModelStore
-from glucokit.monitoring import MonitorReport
+from glucokit.db.sessions import Connection
+from glucokit.fhir.ingest import Ingest
+from glucokit.jobs import forecast_job
+from glucokit.modelops import monitoring
+from glucokit.modelops.model_store import LocalModelStore
+from glucokit.modelops.monitoring import MonitorReport
+from glucokit.modelops.retrain import retrain
 from glucokit.project import SIMULATED_DIR
-from glucokit.retrain import retrain
-from glucokit.sessions import Connection
 from owners import Owner
 from test_forecasts import RIDGE
 

@@ -25,17 +25,18 @@ import numpy as np
 import orjson
 import pytest
 
-from glucokit import forecast_job, registry
+from glucokit.db.sessions import Connection, Purpose, as_user, as_worker
 from glucokit.forecast import TrainingSettings
 from glucokit.forecast.bundle import from_bundle
 from glucokit.forecast.metrics import band
 from glucokit.forecast.pipeline import predict_windows, reads_events, restore
 from glucokit.forecast.series import moment, prepare
 from glucokit.forecast.windows import sources_at, windows
-from glucokit.model_store import LocalModelStore
+from glucokit.jobs import forecast_job
+from glucokit.modelops import registry
+from glucokit.modelops.model_store import LocalModelStore
+from glucokit.modelops.retrain import load_state, retrain
 from glucokit.project import SIMULATED_DIR
-from glucokit.retrain import load_state, retrain
-from glucokit.sessions import Connection, Purpose, as_user, as_worker
 from glucokit.units import CARBOHYDRATE_CODE, CGM_CODES, INSULIN_CODE
 from owners import Owner, ingest
 

@@ -19,17 +19,20 @@ from fhir.resources.bundle import Bundle as R5Bundle
 from fhir.resources.R4B.bundle import Bundle as R4BBundle
 
 from fhir_samples import START, bundle, cgm
-from glucokit import __version__, export, forecast_job, registry
+from glucokit import __version__
+from glucokit.db.sessions import Connection, Purpose, as_user, as_worker
 from glucokit.disclaimer import DISCLAIMER, DISCLAIMER_VERSION
 from glucokit.errors import GlucokitError
+from glucokit.fhir import export
+from glucokit.fhir.ingest import Ingest
 from glucokit.forecast import HORIZON_MINUTES, TrainingSettings
-from glucokit.forecasts import check_horizons, write_forecasts
-from glucokit.ingest import Ingest
-from glucokit.model_store import LocalModelStore
+from glucokit.jobs import forecast_job
+from glucokit.jobs.retrain_job import Shard
+from glucokit.modelops import registry
+from glucokit.modelops.forecasts import check_horizons, write_forecasts
+from glucokit.modelops.model_store import LocalModelStore
+from glucokit.modelops.retrain import retrain
 from glucokit.project import PROJECT_DIR, SIMULATED_DIR
-from glucokit.retrain import retrain
-from glucokit.retrain_job import Shard
-from glucokit.sessions import Connection, Purpose, as_user, as_worker
 from owners import Owner, ingest
 
 FIXTURE_END = datetime(2026, 10, 15, tzinfo=UTC)  # the simulated fixtures' last reading

@@ -15,9 +15,9 @@ import psycopg
 import pytest
 
 from fhir_samples import SOURCE, START, bundle, carbs, cgm, changed, insulin
+from glucokit.db.sessions import Connection
 from glucokit.errors import GlucokitError
-from glucokit.ingest import Ingest, IngestReport, Limits, _Document, _ndjson_entries
-from glucokit.sessions import Connection
+from glucokit.fhir.ingest import Ingest, IngestReport, Limits, _Document, _ndjson_entries
 from glucokit.units import MG_DL, MMOL_L
 from owners import Owner, ingest, quarantined, rows
 

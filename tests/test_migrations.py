@@ -10,10 +10,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from glucokit import advisors, migrate, platform, supabase_cli
-from glucokit.database import Target
 from glucokit.errors import GlucokitError
 from glucokit.project import MIGRATIONS_DIR, PROJECT_DIR
+from glucokit.tooling import advisors, migrate, platform, supabase_cli
+from glucokit.tooling.database import Target
 
 pytestmark = pytest.mark.full_schema
 

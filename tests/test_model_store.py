@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from fhir_samples import bundle, cgm
-from glucokit import registry
+from glucokit.db.queries import query
+from glucokit.db.sessions import Connection, Purpose, as_user, as_worker
 from glucokit.errors import GlucokitError
-from glucokit.model_store import (
+from glucokit.modelops import registry
+from glucokit.modelops.model_store import (
     BUCKET,
     LOG_FILE,
     METADATA_FILE,
@@ -26,9 +28,7 @@ from glucokit.model_store import (
     sha256,
     unregistered_folders,
 )
-from glucokit.queries import query
-from glucokit.retrain import retrain
-from glucokit.sessions import Connection, Purpose, as_user, as_worker
+from glucokit.modelops.retrain import retrain
 from owners import Owner, ingest
 from test_registry import register
 

@@ -11,8 +11,8 @@ from uuid import UUID, uuid4
 import pytest
 
 from fhir_samples import START, bundle, cgm
-from glucokit import monitoring
-from glucokit.sessions import Connection, as_user
+from glucokit.db.sessions import Connection, as_user
+from glucokit.modelops import monitoring
 from owners import Owner, ingest
 
 T0 = START  # cgm(n) is a reading at T0 + 5n minutes

@@ -27,15 +27,16 @@ import pytest
 
 from api_fixtures import SECRET
 from fhir_samples import bundle, cgm
-from glucokit import reads, registry
+from glucokit.api import reads
+from glucokit.db.sessions import Purpose, as_user, as_worker
+from glucokit.db.urls import with_host
 from glucokit.disclaimer import DISCLAIMERS, LANGUAGES, disclaimer_text
-from glucokit.forecasts import write_forecasts
-from glucokit.ingest import Ingest
-from glucokit.model_store import LocalModelStore
+from glucokit.fhir.ingest import Ingest
+from glucokit.modelops import registry
+from glucokit.modelops.forecasts import write_forecasts
+from glucokit.modelops.model_store import LocalModelStore
+from glucokit.modelops.retrain import retrain
 from glucokit.project import NODE_BIN, PRISMA_SCHEMA, PROJECT_DIR, SIMULATED_DIR
-from glucokit.retrain import retrain
-from glucokit.sessions import Purpose, as_user, as_worker
-from glucokit.urls import with_host
 from owners import Owner, ingest
 from test_forecasts import FIRST_NEW, RIDGE
 

@@ -15,13 +15,21 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api_fixtures import SECRET, bearer, is_problem, token
-from glucokit import patterns
 from glucokit.api import ApiSettings, TokenVerifier, create_app
-from glucokit.cli import main
-from glucokit.consent import Purpose
-from glucokit.patterns import SLOTS, DayPattern, SkippedDay, day_pattern, day_patterns, similar_days, vector_text
-from glucokit.queries import query
-from glucokit.sessions import Connection, as_anon, as_user, as_worker
+from glucokit.cli.main import main
+from glucokit.db.queries import query
+from glucokit.db.sessions import Connection, as_anon, as_user, as_worker
+from glucokit.modelops import patterns
+from glucokit.modelops.patterns import (
+    SLOTS,
+    DayPattern,
+    SkippedDay,
+    day_pattern,
+    day_patterns,
+    similar_days,
+    vector_text,
+)
+from glucokit.privacy.consent import Purpose
 from owners import Owner
 
 pytestmark = pytest.mark.full_schema

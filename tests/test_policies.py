@@ -9,10 +9,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from glucokit import policies
+from glucokit.db.sessions import Connection
 from glucokit.errors import GlucokitError
-from glucokit.policies import Matrix, Measurement
-from glucokit.sessions import Connection
+from glucokit.tooling import policies
+from glucokit.tooling.policies import Matrix, Measurement
 
 pytestmark = pytest.mark.full_schema
 

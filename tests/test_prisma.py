@@ -11,9 +11,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from glucokit import migrate, prisma_check
-from glucokit.policies import ProbeWorld
 from glucokit.project import NODE_BIN, PRISMA_SCHEMA, PROJECT_DIR
+from glucokit.tooling import migrate, prisma_check
+from glucokit.tooling.policies import ProbeWorld
 
 pytestmark = pytest.mark.full_schema
 

@@ -15,12 +15,14 @@ import psycopg
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
-from glucokit import forecast_job, forecasts, privacy, retrain, retrain_job
+from glucokit.db.sessions import Connection, Purpose, as_user, as_worker
 from glucokit.errors import GlucokitError
-from glucokit.ingest import Ingest
-from glucokit.model_store import LocalModelStore
+from glucokit.fhir.ingest import Ingest
+from glucokit.jobs import forecast_job, retrain_job
+from glucokit.modelops import forecasts, retrain
+from glucokit.modelops.model_store import LocalModelStore
+from glucokit.privacy import rights as privacy
 from glucokit.project import SIMULATED_DIR
-from glucokit.sessions import Connection, Purpose, as_user, as_worker
 from owners import Owner, ingest
 
 FAST = retrain_job.training_settings("ridge")
@@ -298,7 +300,7 @@ def test_export_holds_everything_about_the_person(conn: Connection, owner: Owner
 def cli(database_url: str, model_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     environment = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
     return subprocess.run(
-        [sys.executable, "-m", "glucokit.cli", *args, "--database-url", database_url],
+        [sys.executable, "-m", "glucokit.cli.main", *args, "--database-url", database_url],
         capture_output=True, text=True, timeout=300, check=False,
         env=environment | {"GLUCOKIT_MODEL_DIR": str(model_dir)},
     )  # fmt: skip

@@ -9,11 +9,11 @@ import psycopg
 import pytest
 import torch
 
-from glucokit import registry
+from glucokit.db.sessions import Connection, Purpose, as_user, as_worker
 from glucokit.errors import GlucokitError
-from glucokit.model_store import LocalModelStore, ModelArtifacts, model_folder, save_model
-from glucokit.registry import Candidate, ModelVersion
-from glucokit.sessions import Connection, Purpose, as_user, as_worker
+from glucokit.modelops import registry
+from glucokit.modelops.model_store import LocalModelStore, ModelArtifacts, model_folder, save_model
+from glucokit.modelops.registry import Candidate, ModelVersion
 from owners import Owner
 from test_cli import glucokit
 

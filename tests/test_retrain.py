@@ -8,13 +8,13 @@ import orjson
 import pytest
 
 from fhir_samples import bundle, cgm
-from glucokit import registry
+from glucokit.db.sessions import Connection, Purpose, as_user, as_worker
+from glucokit.fhir.ingest import Ingest
 from glucokit.forecast import TrainingSettings, forecast
-from glucokit.ingest import Ingest
-from glucokit.model_store import LocalModelStore
+from glucokit.modelops import registry
+from glucokit.modelops.model_store import LocalModelStore
+from glucokit.modelops.retrain import load_state, person_readings, retrain
 from glucokit.project import SIMULATED_DIR
-from glucokit.retrain import load_state, person_readings, retrain
-from glucokit.sessions import Connection, Purpose, as_user, as_worker
 from owners import Owner, ingest
 
 

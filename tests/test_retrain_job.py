@@ -15,14 +15,15 @@ from typing import Any, LiteralString
 
 import pytest
 
-from glucokit import registry, retrain_job, retrain_queue
-from glucokit.ingest import Ingest
-from glucokit.model_store import LocalModelStore
+from glucokit.db.sessions import Connection, Purpose, as_user, as_worker
+from glucokit.fhir.ingest import Ingest
+from glucokit.jobs import retrain_job, retrain_queue
+from glucokit.jobs.retrain_job import Shard
+from glucokit.jobs.retrain_queue import Trigger
+from glucokit.modelops import registry
+from glucokit.modelops.model_store import LocalModelStore
+from glucokit.modelops.retrain import RetrainResult, retrain
 from glucokit.project import PROJECT_DIR, SIMULATED_DIR
-from glucokit.retrain import RetrainResult, retrain
-from glucokit.retrain_job import Shard
-from glucokit.retrain_queue import Trigger
-from glucokit.sessions import Connection, Purpose, as_user, as_worker
 from owners import Owner
 from test_cli import glucokit
 

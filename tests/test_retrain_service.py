@@ -27,11 +27,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
-from glucokit import retrain_service
+from glucokit.db.sessions import Connection, as_user
 from glucokit.errors import GlucokitError
+from glucokit.jobs import retrain_service
+from glucokit.jobs.retrain_service import GoogleCerts, OidcVerifier
 from glucokit.project import PROJECT_DIR
-from glucokit.retrain_service import GoogleCerts, OidcVerifier
-from glucokit.sessions import Connection, as_user
 from owners import Owner
 
 AUDIENCE = "https://glucokit-retrain-abc123-ew.a.run.app"

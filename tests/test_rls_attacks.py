@@ -11,9 +11,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from glucokit import sessions
-from glucokit.policies import ProbePerson, ProbeWorld
-from glucokit.sessions import Connection, Purpose
+from glucokit.db import sessions
+from glucokit.db.sessions import Connection, Purpose
+from glucokit.tooling.policies import ProbePerson, ProbeWorld
 
 
 def _refused(conn: Connection, statement: str, params: tuple[object, ...] | dict[str, object] = ()) -> str:

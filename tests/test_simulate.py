@@ -1,4 +1,4 @@
-"""glucokit.simulate: simglucose runs as FHIR bundles, reproducible, and the checked-in fixtures.
+"""glucokit.tooling.simulate: simglucose runs as FHIR bundles, reproducible, and the checked-in fixtures.
 
 Simulations here are hours, not days: three short runs share one module fixture
 and run side by side. The first one is also the start of the checked-in fixture
@@ -28,8 +28,8 @@ from fhir.resources.bundle import Bundle as BundleR5
 from fhir.resources.R4B.bundle import Bundle as BundleR4B
 
 from glucokit.errors import GlucokitError
-from glucokit.fhir import instant, observation
-from glucokit.simulate import (
+from glucokit.fhir.resources import instant, observation
+from glucokit.tooling.simulate import (
     CGM_DEVICE,
     DEFAULT_START,
     PATIENT_ORDER,
@@ -143,7 +143,7 @@ def test_bundle_shape_counts_and_identifiers(runs: dict[str, list[SimulatedPatie
 
 
 def _rebuilt(resource: dict[str, Any], short: str, patient: str) -> dict[str, Any]:
-    """Exactly what glucokit.fhir.observation writes for this entry's kind, value and time."""
+    """Exactly what glucokit.fhir.resources.observation writes for this entry's kind, value and time."""
     moment = _moment(resource["effectiveDateTime"])
     return observation(
         KIND_OF[short],
@@ -275,7 +275,7 @@ def test_argument_errors(patients: Any, days: Any, start: datetime, message: str
 
 def test_simulation_is_quiet() -> None:
     """simglucose and gym print, warn and log; none of it reaches the terminal."""
-    code = "from glucokit.simulate import simulate; simulate(1, 0.01, seed=1)"
+    code = "from glucokit.tooling.simulate import simulate; simulate(1, 0.01, seed=1)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
@@ -328,7 +328,8 @@ def test_fixture_files_match_the_readme(fixtures: dict[str, dict[str, Any]]) -> 
 
 
 def test_every_fixture_entry_is_a_glucokit_observation(fixtures: dict[str, dict[str, Any]]) -> None:
-    """Each entry rebuilt with glucokit.fhir.observation gives the same resource (cheaper than FHIR-validating 32k)."""
+    """Each entry rebuilt with glucokit.fhir.resources.observation gives the same resource (cheaper than
+    FHIR-validating 32k)."""
     for file, data in fixtures.items():
         patient = _readme_rows()[file]["patient"]
         for entry in data["entry"]:

@@ -28,9 +28,11 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from fhir_samples import bundle, cgm
-from glucokit import platform, registry
+from glucokit.db.queries import query
+from glucokit.db.sessions import Connection, Purpose, as_worker
 from glucokit.errors import GlucokitError
-from glucokit.model_store import (
+from glucokit.modelops import registry
+from glucokit.modelops.model_store import (
     BUCKET,
     LOG_FILE,
     METADATA_FILE,
@@ -46,10 +48,9 @@ from glucokit.model_store import (
     person_folder,
     unregistered_folders,
 )
+from glucokit.modelops.retrain import load_state, retrain
 from glucokit.project import MIGRATIONS_DIR, MODEL_STORE_DIR, PROJECT_DIR
-from glucokit.queries import query
-from glucokit.retrain import load_state, retrain
-from glucokit.sessions import Connection, Purpose, as_worker
+from glucokit.tooling import platform
 from owners import Owner, ingest
 from test_registry import register
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from fhir_samples import carbs, cgm, changed, insulin
-from glucokit.fhir import FHIR_VERSIONS, FhirVersion
-from glucokit.validation import ObservationValidator, Problem, Reading, is_compact, structure_problems
+from glucokit.fhir.resources import FHIR_VERSIONS, FhirVersion
+from glucokit.fhir.validation import ObservationValidator, Problem, Reading, is_compact, structure_problems
 
 VALID: dict[str, dict[str, Any]] = {
     "cgm": cgm(0),

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from glucokit.api import ApiSettings, TokenVerifier, create_app
-from glucokit.cli import build_parser
+from glucokit.cli.main import build_parser
 from glucokit.disclaimer import DISCLAIMERS
 from wording import forbidden_words, prose, without_disclaimers
 

@@ -29,10 +29,12 @@ import sys
 import threading
 import time
 
-from glucokit import database, forecast_job, model_store
+from glucokit.db import connection
 from glucokit.errors import GlucokitError
-from glucokit.forecasts import ForecastWrite, horizons_setting
-from glucokit.retrain_job import Shard
+from glucokit.jobs import forecast_job
+from glucokit.jobs.retrain_job import Shard
+from glucokit.modelops import model_store
+from glucokit.modelops.forecasts import ForecastWrite, horizons_setting
 
 
 def main() -> int:
@@ -58,7 +60,7 @@ def main() -> int:
         outcome = f"{written.points} points from {written.origins} readings" if written.points else written.reason
         print(f"{written.person_id}: {outcome}", flush=True)
 
-    with database.connect(url) as conn:
+    with connection.connect(url) as conn:
         done = forecast_job.run(
             conn, store, shard=shard, horizons=horizons, deadline=deadline, stop=stop, on_write=report
         )

@@ -30,9 +30,11 @@ import sys
 import threading
 import time
 
-from glucokit import database, model_store, retrain_job
+from glucokit.db import connection
 from glucokit.errors import GlucokitError
-from glucokit.retrain import RetrainResult
+from glucokit.jobs import retrain_job
+from glucokit.modelops import model_store
+from glucokit.modelops.retrain import RetrainResult
 
 
 def main() -> int:
@@ -58,7 +60,7 @@ def main() -> int:
     if not url:
         print("retrain_job: DATABASE_URL is required", file=sys.stderr)
         return 2
-    with database.connect(url) as conn:
+    with connection.connect(url) as conn:
         done = retrain_job.run(
             conn, store, shard=shard, deadline=deadline, stop=stop, on_result=report, settings=settings
         )

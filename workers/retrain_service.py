@@ -26,8 +26,9 @@ import sys
 
 import uvicorn
 
-from glucokit import database, retrain_service
+from glucokit.db import connection
 from glucokit.errors import GlucokitError
+from glucokit.jobs import retrain_service
 
 
 def main() -> int:
@@ -46,10 +47,10 @@ def main() -> int:
         print(f"retrain_service: {error}", file=sys.stderr)
         return 2
     if verifier is None:
-        logging.getLogger("glucokit.retrain_service").warning(
+        logging.getLogger("glucokit.jobs.retrain_service").warning(
             "local development: no token is checked, listening on 127.0.0.1 only"
         )
-    app = retrain_service.create_app(lambda: database.connect(url), verifier)
+    app = retrain_service.create_app(lambda: connection.connect(url), verifier)
     host = "0.0.0.0" if verifier is not None else "127.0.0.1"  # noqa: S104 - Cloud Run sends to the container's port
     config = uvicorn.Config(app, host=host, port=int(port), log_level="info")
     socket = config.bind_socket()

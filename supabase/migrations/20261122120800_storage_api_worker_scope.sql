@@ -5,7 +5,7 @@
  * A worker that keeps model files in Supabase Storage calls the Storage API
  * with a short-lived token it signs itself: role glucokit_worker, the claim
  * glucokit_person_id naming the person its own transaction is scoped to, no
- * `sub` (lib/glucokit/model_store.py, SupabaseModelStore). Storage verifies the
+ * `sub` (lib/glucokit/modelops/model_store.py, SupabaseModelStore). Storage verifies the
  * token and runs each request's queries in a transaction of its own, after
  * set_config('role', <token role>, true) and
  * set_config('request.jwt.claims', <token claims>, true)

@@ -12,7 +12,7 @@
  *   h    = the first 60 bits of SHA-256(experiment key || ':' || person id), as an integer
  *   slot = h mod (sum of the variants' weights)
  * and the variants, in order of name, take consecutive ranges of slots as wide
- * as their weights. lib/glucokit/experiments.py computes the same in Python.
+ * as their weights. lib/glucokit/modelops/experiments.py computes the same in Python.
  * The retrain worker assigns the person in its scope when it retrains them
  * (private.assign_experiment) and trains only the variant's families. An
  * assignment never changes, and a variant's definition is frozen once its

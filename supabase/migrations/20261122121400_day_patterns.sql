@@ -4,7 +4,7 @@
  * -----------------------------------------------------------------------------
  * One row per person and local day (in person.time_zone) whose CGM readings
  * cover it well enough: the day's glucose profile as 48 half-hour means in
- * mg/dL (lib/glucokit/patterns.py computes it; docs/patterns.md). Workers write
+ * mg/dL (lib/glucokit/modelops/patterns.py computes it; docs/patterns.md). Workers write
  * the rows of the person in their scope; the owner reads them and asks for
  * the days nearest to one of theirs.
  *

@@ -1,7 +1,7 @@
 // A person's latest forecast curve, read with Prisma Client inside the caller's transaction (lib/rls.ts).
 //
 // The same read as glucokit's Python API (read_latest_curve in
-// lib/glucokit/sql/queries.sql): the newest origin (generated_at) and, of it,
+// lib/glucokit/db/sql/queries.sql): the newest origin (generated_at) and, of it,
 // the newest model's points, by horizon. Each point carries its band, its
 // nominal coverage and the observations it was computed from as FHIR
 // references. The response uses the Python API's field names, so a client

@@ -34,8 +34,10 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from glucokit import __version__, experiments, ingest, patterns, reads
+from glucokit import __version__
+from glucokit.api import reads
 from glucokit.api.auth import Caller, TokenVerifier, Unauthorized
+from glucokit.api.chart import ChartFormat, render
 from glucokit.api.models import (
     Disclaimer,
     Feedback,
@@ -54,12 +56,13 @@ from glucokit.api.models import (
     SimilarDays,
     SourceReference,
 )
-from glucokit.chart import ChartFormat, render
+from glucokit.db.queries import query
+from glucokit.db.sessions import Connection, as_role
 from glucokit.disclaimer import DISCLAIMER, DISCLAIMER_VERSION, Language
 from glucokit.errors import GlucokitError
-from glucokit.fhir import FhirVersion
-from glucokit.queries import query
-from glucokit.sessions import Connection, as_role
+from glucokit.fhir import ingest
+from glucokit.fhir.resources import FhirVersion
+from glucokit.modelops import experiments, patterns
 
 PROBLEM_JSON: Final = "application/problem+json"
 # Every response carries health data or could: none may be stored by a cache or read as another type, and

@@ -9,10 +9,10 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
+from glucokit.api.reads import Point, Run, Source
 from glucokit.disclaimer import DISCLAIMER, DISCLAIMER_VERSION, Language, disclaimer_text
-from glucokit.patterns import SimilarDay
-from glucokit.reads import Point, Run, Source
-from glucokit.registry import ModelVersion
+from glucokit.modelops.patterns import SimilarDay
+from glucokit.modelops.registry import ModelVersion
 
 PERSON = "3f1e2d4c-5b6a-4978-8a9b-0c1d2e3f4a5b"
 POINT = "9b8a7c6d-5e4f-4a3b-9c2d-1e0f2a3b4c5d"

@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
+from glucokit.fhir.validation import WITHDRAWN, ObservationValidator, Reading
 from glucokit.units import CARBOHYDRATE_CODE, CGM_CODES, INSULIN_CODE
-from glucokit.validation import WITHDRAWN, ObservationValidator, Reading
 
 Points = list[tuple[datetime, float]]
 

@@ -74,7 +74,7 @@ $$;
 -- The probe world: one signed-in user who owns one person, with a row of every
 -- kind. It is created twice, for person A (whose rows the probes act on) and
 -- person B (the other user's), inside a transaction that is rolled back.
--- Placeholders in braces are filled by lib/glucokit/policies.py; a literal
+-- Placeholders in braces are filled by lib/glucokit/tooling/policies.py; a literal
 -- brace is written twice. Add the rows of a new table here.
 
 insert into auth.users (id, aud, role, email)
@@ -235,7 +235,7 @@ values (
 -- The probe world: one signed-in user who owns one person, with a row of every
 -- kind. It is created twice, for person A (whose rows the probes act on) and
 -- person B (the other user's), inside a transaction that is rolled back.
--- Placeholders in braces are filled by lib/glucokit/policies.py; a literal
+-- Placeholders in braces are filled by lib/glucokit/tooling/policies.py; a literal
 -- brace is written twice. Add the rows of a new table here.
 
 insert into auth.users (id, aud, role, email)

@@ -1,0 +1,229 @@
+"""Writing a person's forecasts from their active model, with bands, provenance and source anchors.
+
+``write_forecasts`` runs as the worker in one person's scope. It forecasts from
+every CGM reading the active model has not forecast from yet (an origin), at
+most ``backfill`` before the latest reading and never before the end of the
+model's training data, so the same call serves both ways it is used: in batch
+after a retrain (a new model forecasts from the latest reading) and
+incrementally when new readings arrive (only their origins are new; after an
+outage, up to a day of them). Points and their anchors are staged by binary COPY (COPY
+cannot write into a table under row-level security) and moved into
+``prediction`` and ``prediction_source`` by INSERTs the policies check; the
+idempotency key (model, origin, horizon) makes writing a point twice a no-op.
+
+Each point carries its band and nominal coverage, the disclaimer version
+shown with it, and its provenance: model id and version, training run, the
+model's data window and the code version. Its inputs are made by
+``inputs_at``, as in training and evaluation, from records read back far
+enough for all of them (``LOOKBACK``); its anchors are exactly the records
+they were made of (``sources_at``): the glucose readings of the input hour
+(and any a short gap was filled from) and, for a model that reads them, the
+carbohydrate and insulin records of the event look-back.
+
+Informational trend forecasts only: never for dosing, diagnosis or triage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final
+from uuid import UUID
+
+import numpy as np
+
+from glucokit import __version__
+from glucokit.db.queries import query
+from glucokit.db.sessions import Connection, Purpose, as_worker
+from glucokit.disclaimer import DISCLAIMER_VERSION
+from glucokit.errors import GlucokitError
+from glucokit.fhir.validation import WITHDRAWN
+from glucokit.forecast import HORIZON_MINUTES, ForecastPoint, ForecastState
+from glucokit.forecast.pipeline import GAPPY, forecast_from, reads_events
+from glucokit.forecast.series import micros, timeline
+from glucokit.forecast.windows import LOOKBACK, sources_at
+from glucokit.modelops import registry
+from glucokit.modelops.model_store import ModelStore
+from glucokit.modelops.retrain import load_state
+from glucokit.units import CARBOHYDRATE_CODE, CGM_CODES, INSULIN_CODE
+
+# After an outage, forecasts are caught up for at most the last day of readings (288 origins at 5 minutes).
+BACKFILL: Final = timedelta(hours=24)
+# Column types of the staging tables, in forecast_copy_points' and forecast_copy_sources' order.
+POINT_TYPES: Final = ("timestamptz", "int2", "float4", "float4", "float4")
+SOURCE_TYPES: Final = ("timestamptz", "uuid", "timestamptz", "text")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored observation a forecast may read and anchor on."""
+
+    id: UUID
+    at: datetime
+    value: float
+
+
+@dataclass
+class ForecastWrite:
+    """What one call wrote for a person."""
+
+    person_id: UUID
+    model_version: str | None = None
+    origins: int = 0  # readings forecast from
+    points: int = 0  # prediction rows written
+    existing: int = 0  # points already there (same model, origin and horizon)
+    sources: int = 0  # prediction_source rows written
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> origins that could not be forecast
+    reason: str = ""  # why nothing was written, when nothing was
+
+
+def check_horizons(horizons: Sequence[int]) -> tuple[int, ...]:
+    """The horizons to write, ascending; each must be one the models forecast (5..60 minutes in 5-minute steps)."""
+    wanted = tuple(sorted(set(horizons)))
+    unknown = [minutes for minutes in wanted if minutes not in HORIZON_MINUTES]
+    if not wanted or unknown:
+        raise ValueError(
+            f"forecast horizons must be some of {', '.join(map(str, HORIZON_MINUTES))} minutes; got {list(horizons)}"
+        )
+    return wanted
+
+
+def horizons_setting(value: str | None) -> tuple[int, ...]:
+    """The horizons a worker writes: all, or the comma-separated minutes of ``value`` (GLUCOKIT_FORECAST_HORIZONS)."""
+    if not value or not value.strip():
+        return HORIZON_MINUTES
+    try:
+        return check_horizons([int(minutes) for minutes in value.split(",")])
+    except ValueError:
+        raise GlucokitError(
+            f"GLUCOKIT_FORECAST_HORIZONS={value!r}: give minutes from {', '.join(map(str, HORIZON_MINUTES))},"
+            " separated by commas"
+        ) from None
+
+
+def write_forecasts(
+    conn: Connection,
+    store: ModelStore,
+    person_id: UUID,
+    *,
+    horizons: Sequence[int] = HORIZON_MINUTES,
+    backfill: timedelta = BACKFILL,
+    now: datetime | None = None,
+    reason: str = "forecast from new readings",
+) -> ForecastWrite:
+    """Forecasts from the person's readings that the active model has not forecast from; see the module docstring."""
+    wanted = check_horizons(horizons)
+    report = ForecastWrite(person_id)
+    with as_worker(conn, person_id, Purpose.FORECASTING, reason):
+        model = registry.active(conn, person_id)
+        if model is None:
+            report.reason = "no active model"
+            return report
+        report.model_version = model.version
+        state = load_state(conn, store, model)
+        last_origin = _moment(conn, query("forecast_last_origin"), {"model_id": model.id})
+        until = now or _moment(conn, b"select now()", {})
+        assert until is not None
+        codes = {"codes": sorted(CGM_CODES), "withdrawn": sorted(WITHDRAWN)}
+        latest = _moment(conn, query("latest_reading"), {"person_id": person_id, "until": until, **codes})
+        if latest is None:
+            report.reason = "no glucose readings"
+            return report
+        # Never from before the end of the model's training data: those would be forecasts of what it learned from.
+        floor = max(model.data_to, latest - backfill)
+        records = _records(conn, person_id, floor - LOOKBACK, until)
+        origins = sorted({r.at for r in records[0] if r.at >= floor and (last_origin is None or r.at > last_origin)})
+        points, sources = _curves(state, records, origins, wanted, report)
+        if not points:
+            report.reason = "no new readings to forecast from" if not origins else "no origin could be forecast"
+            return report
+        _stage(conn, points, sources)
+        written = conn.execute(
+            query("forecast_insert_points"),
+            {
+                "person_id": person_id,
+                "model_id": model.id,
+                "coverage": state.coverage,
+                "disclaimer_version": DISCLAIMER_VERSION,
+                "version": model.version,
+                "training_run_id": model.training_run_id,
+                "data_from": model.data_from,
+                "data_to": model.data_to,
+                "code_version": __version__,
+            },
+        ).fetchone()
+        assert written is not None
+        report.points, report.sources = int(str(written[0])), int(str(written[1]))
+        report.existing = len(points) - report.points
+    return report
+
+
+def _curves(
+    state: ForecastState,
+    records: tuple[list[Record], list[Record], list[Record]],
+    origins: list[datetime],
+    horizons: tuple[int, ...],
+    report: ForecastWrite,
+) -> tuple[list[tuple[datetime, ForecastPoint]], list[tuple[datetime, UUID, datetime, str]]]:
+    """The forecast points from each origin, and each origin's anchors; origins that cannot be forecast are counted."""
+    glucose, carbs, insulin = records
+    found = timeline(*([(r.at, r.value) for r in kind] for kind in records))
+    carbs_read, insulin_read = reads_events(state)
+    points: list[tuple[datetime, ForecastPoint]] = []
+    sources: list[tuple[datetime, UUID, datetime, str]] = []
+    at = np.array([micros(origin) for origin in origins], dtype=np.int64)
+    for origin, moment, curve in zip(origins, at, forecast_from(state, found, at), strict=True):
+        if curve is None:
+            report.skipped[GAPPY] = report.skipped.get(GAPPY, 0) + 1
+            continue
+        report.origins += 1
+        points += [(origin, point) for point in curve if point.minutes in horizons]
+        read = sources_at(found, int(moment))
+        anchors = [(glucose[i], "input_window") for i in read.glucose]
+        anchors += [(carbs[i], "covariate") for i in read.carbs if carbs_read]
+        anchors += [(insulin[i], "covariate") for i in read.insulin if insulin_read]
+        sources += [(origin, record.id, record.at, role) for record, role in anchors]
+    return points, sources
+
+
+def _moment(conn: Connection, statement: bytes, parameters: dict[str, object]) -> datetime | None:
+    """The single timestamp (or null) a statement selects."""
+    row = conn.execute(statement, parameters).fetchone()
+    assert row is not None
+    value = row[0]
+    assert value is None or isinstance(value, datetime)
+    return value
+
+
+def _records(
+    conn: Connection, person_id: UUID, since: datetime, until: datetime
+) -> tuple[list[Record], list[Record], list[Record]]:
+    """The person's valid CGM glucose, carbohydrate and insulin records in (since, until], oldest first."""
+    glucose: list[Record] = []
+    carbs: list[Record] = []
+    insulin: list[Record] = []
+    lists = {**dict.fromkeys(CGM_CODES, glucose), CARBOHYDRATE_CODE: carbs, INSULIN_CODE: insulin}
+    parameters = {"person_id": person_id, "codes": list(lists), "withdrawn": sorted(WITHDRAWN)}
+    rows = conn.execute(query("forecast_person_records"), {**parameters, "since": since, "until": until})
+    for observation_id, code, effective_at, value in rows:
+        assert isinstance(observation_id, UUID)
+        assert isinstance(effective_at, datetime)
+        lists[str(code)].append(Record(observation_id, effective_at, float(str(value))))
+    return glucose, carbs, insulin
+
+
+def _stage(
+    conn: Connection,
+    points: list[tuple[datetime, ForecastPoint]],
+    sources: list[tuple[datetime, UUID, datetime, str]],
+) -> None:
+    conn.execute(query("forecast_create_stage"))
+    with conn.cursor() as cursor, cursor.copy(query("forecast_copy_points")) as copy:
+        copy.set_types(POINT_TYPES)
+        for origin, point in points:
+            copy.write_row((origin, point.minutes, point.value, point.low, point.high))
+    with conn.cursor() as cursor, cursor.copy(query("forecast_copy_sources")) as copy:
+        copy.set_types(SOURCE_TYPES)
+        for row in sources:
+            copy.write_row(row)

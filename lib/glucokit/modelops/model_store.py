@@ -1,0 +1,311 @@
+"""Model artifacts in the private ``models`` bucket: where they live, what they hold, how they are stored.
+
+A model version is a folder ``{owner_id}/{person_id}/{model_type}/v{version}/``
+holding ``model.safetensors`` (the weights; never pickle), ``metadata.json``
+and ``training_log.txt``. Every object is a row of ``storage.objects``, so the
+bucket's policies decide who may read or write it: workers write only into the
+folder of the person their transaction is scoped to, users read only under
+their own first folder.
+
+Two stores keep the bytes (``from_environment`` picks one):
+
+``LocalModelStore`` keeps them under a data directory and the rows in the
+database's ``storage.objects`` (the same policies hold locally as on Supabase).
+It works inside the caller's transaction: the row is written first, under the
+policies, and the bytes only once the database has accepted it, so a refused
+write leaves no file. Bytes whose row never committed are invisible (every read
+starts from the row) and ``sweep`` removes them.
+
+``SupabaseModelStore`` goes through the Supabase Storage API with a token it
+signs for the person the caller's transaction is scoped to (role
+``glucokit_worker``, never ``service_role``); Storage applies the same policies
+to that token (migration 20261122120800). Storage commits each upload in a
+transaction of its own, so files of a version whose registration never
+committed stay behind until ``sweep`` removes them (docs/worker-role.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Final, Protocol
+from uuid import UUID
+
+import httpx
+import jwt
+import orjson
+import torch
+from psycopg.types.json import Jsonb
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+from storage3 import SyncStorageClient
+from storage3.exceptions import StorageApiError
+
+from glucokit.db.queries import query
+from glucokit.db.sessions import Connection
+from glucokit.errors import GlucokitError
+from glucokit.project import MODEL_STORE_DIR
+
+BUCKET: Final = "models"
+MODEL_TYPE: Final = "glucose-forecast"
+WEIGHTS_FILE: Final = "model.safetensors"
+METADATA_FILE: Final = "metadata.json"
+LOG_FILE: Final = "training_log.txt"
+CONTENT_TYPES: Final = {
+    WEIGHTS_FILE: "application/octet-stream",
+    METADATA_FILE: "application/json",
+    LOG_FILE: "text/plain",
+}
+# The Supabase store's settings: all three, or none for the local store.
+SUPABASE_ENVIRONMENT: Final = ("SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_JWT_SECRET")
+# The worker token: its role, the claim naming the person (private.worker_storage_prefix()
+# in migration 20261122120800 reads the same name) and how long it is valid.
+WORKER_ROLE: Final = "glucokit_worker"
+PERSON_CLAIM: Final = "glucokit_person_id"
+TOKEN_LIFETIME: Final = timedelta(minutes=5)
+# Storage deletes at most this many objects per request (supabase/storage,
+# src/storage/limits.ts: MAX_OBJECTS_PER_REQUEST).
+STORAGE_DELETE_LIMIT: Final = 1000
+# Room for a model file of the bucket's 50 MB limit on a slow link.
+STORAGE_TIMEOUT: Final = httpx.Timeout(120.0, connect=10.0)
+
+
+def person_folder(owner_id: UUID, person_id: UUID) -> str:
+    """The folder of all of a person's models (the database's private.worker_storage_prefix)."""
+    return f"{owner_id}/{person_id}/"
+
+
+def model_folder(owner_id: UUID, person_id: UUID, version: str, model_type: str = MODEL_TYPE) -> str:
+    """The folder of one model version (the database checks the same shape: private.is_model_folder)."""
+    return f"{person_folder(owner_id, person_id)}{model_type}/v{version}/"
+
+
+@dataclass(frozen=True)
+class ModelArtifacts:
+    """What a model version stores: its weights, its metadata and the log of its training."""
+
+    weights: dict[str, torch.Tensor]
+    metadata: dict[str, Any]
+    log: str
+
+    def files(self) -> dict[str, bytes]:
+        return {
+            WEIGHTS_FILE: save_tensors({name: tensor.contiguous() for name, tensor in self.weights.items()}),
+            METADATA_FILE: orjson.dumps(self.metadata, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2),
+            LOG_FILE: self.log.encode(),
+        }
+
+    @classmethod
+    def from_files(cls, files: dict[str, bytes]) -> ModelArtifacts:
+        return cls(
+            weights=load_tensors(files[WEIGHTS_FILE]),
+            metadata=orjson.loads(files[METADATA_FILE]),
+            log=files[LOG_FILE].decode(),
+        )
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class ModelStore(Protocol):
+    """Object storage for the ``models`` bucket, used inside a transaction of ``conn``."""
+
+    def put(self, conn: Connection, name: str, data: bytes, content_type: str) -> None: ...
+
+    def get(self, conn: Connection, name: str) -> bytes: ...
+
+    def remove(self, conn: Connection, folder: str) -> list[str]:
+        """Removes the objects under ``folder``; returns their names, sorted."""
+        ...
+
+    def sweep(self, conn: Connection, folder: str) -> list[str]:
+        """Removes what under a person's ``folder`` belongs to no registered model version; returns the names."""
+        ...
+
+
+def unregistered_folders(conn: Connection, folder: str) -> list[str]:
+    """The model folders under ``folder`` that hold objects and that no model version registers.
+
+    Both the objects and the model versions are the rows the current role sees:
+    inside a worker's scope, the scoped person's.
+    """
+    rows = conn.execute(query("storage_unregistered_folders"), {"bucket": BUCKET, "folder": folder})
+    return [str(unregistered) for (unregistered,) in rows]
+
+
+def remove_unregistered(store: ModelStore, conn: Connection, folder: str) -> list[str]:
+    """Removes the objects of the model folders under ``folder`` that no model version registers; returns them."""
+    return sorted(
+        name for unregistered in unregistered_folders(conn, folder) for name in store.remove(conn, unregistered)
+    )
+
+
+class LocalModelStore:
+    """Bytes under ``root``, one row per object in the database's ``storage.objects``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, name: str) -> Path:
+        path = (self.root / BUCKET / name).resolve()
+        if not path.is_relative_to((self.root / BUCKET).resolve()):
+            raise GlucokitError(f"object name {name!r} leaves the bucket")
+        return path
+
+    def put(self, conn: Connection, name: str, data: bytes, content_type: str) -> None:
+        metadata = {"size": len(data), "mimetype": content_type, "eTag": sha256(data)}
+        conn.execute(query("storage_put_object"), {"bucket": BUCKET, "name": name, "metadata": Jsonb(metadata)})
+        path = self._path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as partial:
+            partial.write(data)
+            partial.flush()
+            os.fsync(partial.fileno())
+        Path(partial.name).replace(path)
+
+    def get(self, conn: Connection, name: str) -> bytes:
+        row = conn.execute(query("storage_object_etag"), {"bucket": BUCKET, "name": name}).fetchone()
+        if row is None:
+            raise GlucokitError(f"no model file {name} that this role may read")
+        data = self._path(name).read_bytes()
+        if sha256(data) != row[0]:
+            raise GlucokitError(f"model file {name} does not match the hash recorded for it")
+        return data
+
+    def remove(self, conn: Connection, folder: str) -> list[str]:
+        names = [
+            str(name) for (name,) in conn.execute(query("storage_remove_folder"), {"bucket": BUCKET, "folder": folder})
+        ]
+        for name in names:
+            self._path(name).unlink(missing_ok=True)
+        return sorted(names)
+
+    def sweep(self, conn: Connection, folder: str) -> list[str]:
+        """Removes the model folders no version registers, then the files that have no row.
+
+        Files without a row are writes whose transaction never committed; rows in
+        an unregistered folder are files stored in a transaction of their own.
+        """
+        removed = remove_unregistered(self, conn, folder)
+        known = {
+            str(name) for (name,) in conn.execute(query("storage_folder_objects"), {"bucket": BUCKET, "folder": folder})
+        }
+        base = self._path(folder)
+        swept = []
+        for path in sorted(base.rglob("*")) if base.exists() else []:
+            name = path.relative_to((self.root / BUCKET).resolve()).as_posix()
+            if path.is_file() and name not in known:
+                path.unlink()
+                swept.append(name)
+        return sorted(removed + swept)
+
+
+@contextmanager
+def _storage_refusals(action: str) -> Iterator[None]:
+    """Storage's refusals as one-line errors."""
+    try:
+        yield
+    except StorageApiError as refusal:
+        raise GlucokitError(f"Supabase Storage refused to {action}: {refusal.message} ({refusal.status})") from refusal
+
+
+class SupabaseModelStore:
+    """The bucket in Supabase Storage, reached as ``glucokit_worker`` for the person the transaction is scoped to.
+
+    Every call signs a token for the person ``conn``'s transaction is scoped to
+    (``private.begin_person_scope``); Storage runs the request as
+    ``glucokit_worker`` and the bucket's policies confine it to that person's
+    folder. The ``apikey`` header carries the project's anon key, which grants
+    nothing by itself. Only worker transactions can use this store.
+    """
+
+    def __init__(self, url: str, anon_key: str, jwt_secret: str) -> None:
+        self.storage_url = f"{url.rstrip('/')}/storage/v1/"
+        self._anon_key = anon_key
+        self._jwt_secret = jwt_secret
+        self._http = httpx.Client(timeout=STORAGE_TIMEOUT)
+
+    def worker_token(self, conn: Connection) -> str:
+        """A token for Storage naming the person ``conn``'s transaction is scoped to, valid for TOKEN_LIFETIME."""
+        row = conn.execute(query("worker_scope")).fetchone()
+        if row is None or row[0] is None:
+            raise GlucokitError("Supabase Storage is used from a worker transaction scoped to one person only")
+        issued = int(time.time())
+        claims = {
+            "role": WORKER_ROLE,
+            PERSON_CLAIM: str(row[0]),
+            "iat": issued,
+            "exp": issued + int(TOKEN_LIFETIME.total_seconds()),
+        }
+        return jwt.encode(claims, self._jwt_secret, algorithm="HS256")
+
+    def _client(self, conn: Connection) -> SyncStorageClient:
+        headers = {"apikey": self._anon_key, "Authorization": f"Bearer {self.worker_token(conn)}"}
+        return SyncStorageClient(self.storage_url, headers, http_client=self._http)
+
+    def put(self, conn: Connection, name: str, data: bytes, content_type: str) -> None:
+        # upsert: a version folder left by a crash is written again by the next retrain.
+        with _storage_refusals(f"store {name}"):
+            self._client(conn).from_(BUCKET).upload(name, data, {"content-type": content_type, "upsert": "true"})
+
+    def get(self, conn: Connection, name: str) -> bytes:
+        with _storage_refusals(f"read {name}"):
+            return self._client(conn).from_(BUCKET).download(name)
+
+    def remove(self, conn: Connection, folder: str) -> list[str]:
+        names = sorted(
+            str(name) for (name,) in conn.execute(query("storage_folder_objects"), {"bucket": BUCKET, "folder": folder})
+        )
+        bucket = self._client(conn).from_(BUCKET)
+        removed: list[str] = []
+        for start in range(0, len(names), STORAGE_DELETE_LIMIT):
+            with _storage_refusals(f"remove objects under {folder}"):
+                removed.extend(str(gone["name"]) for gone in bucket.remove(names[start : start + STORAGE_DELETE_LIMIT]))
+        return sorted(removed)
+
+    def sweep(self, conn: Connection, folder: str) -> list[str]:
+        """Removes, through Storage, the model folders under ``folder`` that no model version registers."""
+        return remove_unregistered(self, conn, folder)
+
+
+def from_environment(environ: Mapping[str, str] = os.environ) -> ModelStore:
+    """``SupabaseModelStore`` when SUPABASE_URL, SUPABASE_ANON_KEY and SUPABASE_JWT_SECRET are set, else the local one.
+
+    The local store keeps its bytes in MODEL_STORE_DIR (GLUCOKIT_MODEL_DIR). Some
+    but not all of the three is a mistake, named in the error.
+    """
+    values = [environ.get(name, "") for name in SUPABASE_ENVIRONMENT]
+    if not any(values):
+        return LocalModelStore(MODEL_STORE_DIR)
+    missing = [name for name, value in zip(SUPABASE_ENVIRONMENT, values, strict=True) if not value]
+    if missing:
+        raise GlucokitError(
+            f"the Supabase model store needs {', '.join(missing)} too (set all of "
+            f"{', '.join(SUPABASE_ENVIRONMENT)}, or none for the local store)"
+        )
+    url, anon_key, jwt_secret = values
+    return SupabaseModelStore(url, anon_key, jwt_secret)
+
+
+def save_model(store: ModelStore, conn: Connection, folder: str, artifacts: ModelArtifacts) -> str:
+    """Stores a model version's files in ``folder``; returns the SHA-256 of its weights."""
+    files = artifacts.files()
+    for name, data in files.items():
+        store.put(conn, folder + name, data, CONTENT_TYPES[name])
+    return sha256(files[WEIGHTS_FILE])
+
+
+def load_model(store: ModelStore, conn: Connection, folder: str, weights_sha256: str) -> ModelArtifacts:
+    """Reads a model version back, refusing weights whose hash is not the registered one."""
+    files = {name: store.get(conn, folder + name) for name in CONTENT_TYPES}
+    if sha256(files[WEIGHTS_FILE]) != weights_sha256:
+        raise GlucokitError(f"the weights in {folder} are not the ones registered (SHA-256 differs)")
+    return ModelArtifacts.from_files(files)
