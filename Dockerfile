@@ -9,11 +9,13 @@
 #   day patterns:    command `glucokit patterns compute --all` (once a day)
 #   API service:     command `python workers/api_service.py` (listens on $PORT)
 #
-# The workers need DATABASE_URL (a login role that may `set role glucokit_worker`, see
-# docs/worker-role.md) and where the model files live: GLUCOKIT_MODEL_DIR (e.g. a Cloud
-# Storage FUSE volume mount) or the project's Storage (SUPABASE_URL, SUPABASE_ANON_KEY,
-# SUPABASE_JWT_SECRET). The API needs a login that may `set role authenticated` and
-# SUPABASE_URL and/or SUPABASE_JWT_SECRET to verify tokens (docs/api.md).
+# Every setting, with who reads it, is in README.md's settings table. The workers need DATABASE_URL
+# (a login role that may `set role glucokit_worker`, see docs/worker-role.md) and where the model
+# files live: GLUCOKIT_MODEL_DIR (e.g. a Cloud Storage FUSE volume mount) or the project's Storage
+# (SUPABASE_URL, SUPABASE_ANON_KEY, SUPABASE_JWT_SECRET). The API needs a login that may
+# `set role authenticated` and SUPABASE_URL and/or SUPABASE_JWT_SECRET to verify tokens
+# (docs/api.md). On Cloud Run (K_SERVICE or CLOUD_RUN_JOB, which it sets) they log JSON lines for
+# Cloud Logging; set GOOGLE_CLOUD_PROJECT for the requests' trace ids.
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -36,6 +36,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check lib tests bench workers
 	$(BIN)/ruff format --check lib tests bench workers
+	$(BIN)/lint-imports --no-cache --no-logo
 	node --check prisma/tools/schema-diff.mjs
 	node --check prisma/tools/pg-adapter.mjs
 

@@ -14,7 +14,7 @@ run and one active model; and --curves forecast curves of 12 points (5-60 min)
 per person, one from each of the newest readings, written origin by origin as
 the forecast job writes them. Then VACUUM (ANALYZE).
 
-1. The read: `read_latest_curve` (lib/glucokit/db/sql/queries.sql, the exact text)
+1. The read: `read_latest_curve` (lib/glucokit/api/sql/reads.sql, the exact text)
    for --reads random persons, once as `authenticated` with the owner's claims
    (sessions.as_role, as the API runs it) and once as the table owner, which
    row-level security does not apply to, on two connections (each keeps one role,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from glucokit.forecast.bundle import read_bundle
+from glucokit.fhir.bundle import read_bundle
 from glucokit.forecast.evaluation import evaluate_people
 from glucokit.tooling.simulate import PATIENT_ORDER, simulate, write_bundles
 

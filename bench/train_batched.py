@@ -33,7 +33,8 @@ from typing import Any
 
 import torch
 
-from glucokit.forecast.bundle import PersonData, read_bundle
+from glucokit.fhir.bundle import read_bundle
+from glucokit.forecast import PersonData
 from glucokit.forecast.model import Network, NetworkConfig, NetworkForecaster, TrainConfig, train_grouped, train_network
 from glucokit.forecast.pipeline import DEFAULT_SETTINGS, candidates
 from glucokit.forecast.series import prepare

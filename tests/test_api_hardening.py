@@ -260,7 +260,9 @@ def test_a_user_id_is_canonical_before_the_database_reads_it(client: TestClient,
     # Supabase writes ids in lower case; an upper-case one names the same user and reaches the database canonical.
     assert client.get(path, headers=signed({"sub": str(alice.user).upper()})).status_code == 200
     nul = is_problem(client.get(path, headers=signed({"sub": str(alice.user), "user_metadata": {"n": "\x00"}})), 401)
-    assert nul["detail"] == "the token carries a NUL character (\\u0000), which the database cannot read"
+    assert nul["detail"] == (
+        "the token carries a NUL character (\\u0000) or an unpaired surrogate, which the database cannot read"
+    )
 
 
 def test_an_unexpected_error_is_a_problem_with_a_request_id_and_a_logged_traceback(
@@ -365,3 +367,81 @@ def test_a_deep_bundle_through_the_cli_path_is_rejected_too(tmp_path: Any, conn:
     path.write_bytes(deep_bundle(20_000))
     report = ingest.Ingest([conn], user_id=owner.user, person_id=owner.person).path(path)
     assert [str(rejection) for rejection in report.rejections] == ["entry 0: entry[0]: nested deeper than 64 levels"]
+
+
+# --- Found in review: every body is capped before the token is checked; junk is quarantined cut short -------------
+
+
+def test_a_json_body_is_capped_before_the_token_is_checked(app: FastAPI, people: tuple[Owner, Owner]) -> None:
+    """FastAPI parses a JSON body before any dependency runs: with no token, a large body is still refused early."""
+    point = uuid4()
+    for method, path in (("PUT", f"/v1/forecasts/{point}/feedback"), ("POST", f"/v1/persons/{point}/retrain")):
+        tracemalloc.start()
+        try:
+            answer = drive(app, method, path, {"Content-Type": "application/json"}, chunked(64 * MIB))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert answer.status == 413, answer.body
+        assert answer.json()["detail"] == "a request body is at most 65536 bytes here"
+        assert answer.consumed <= 65536 + 64 * 1024
+        assert peak < 4 * MIB
+        declared = {"Content-Type": "application/json", "Content-Length": str(10**9)}
+        refused = drive(app, method, path, declared, chunked(MIB))
+        assert (refused.status, refused.consumed) == (413, 0)
+        absurd = {"Content-Type": "application/json", "Content-Length": "1" * 5000}
+        assert drive(app, method, path, absurd).status == 413
+    absurd_upload = {**upload_headers(people[0].user), "Content-Length": "1" * 5000}
+    assert drive(app, "POST", f"/v1/persons/{people[0].person}/observations", absurd_upload).status == 413
+
+
+def test_a_junk_document_is_quarantined_cut_short_in_bounded_memory(
+    app: FastAPI, people: tuple[Owner, Owner], database_url: str
+) -> None:
+    alice, _ = people
+    tracemalloc.start()
+    try:
+        junk = (b"\xff" * MIB for _ in range(48))
+        answer = drive(app, "POST", f"/v1/persons/{alice.person}/observations",
+                       upload_headers(alice.user, "application/fhir+json"), junk)  # fmt: skip
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert answer.status == 200, answer.body
+    assert answer.json()["rejections"][0]["position"] == "document"
+    assert peak < UPLOAD_MEMORY, f"{peak / MIB:.1f} MiB"
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "select max(length(payload)) from public.quarantined_entry where person_id = %s", (alice.person,)
+        ).fetchone()
+    assert row is not None
+    assert row[0] <= 4 * ingest.Limits().max_entry_bytes  # 1 MiB of bytes, each at most 4 characters escaped
+
+
+def test_an_unpaired_surrogate_in_free_text_or_claims_is_refused(
+    client: TestClient, people: tuple[Owner, Owner]
+) -> None:
+    alice, _ = people
+    curve = client.get(f"/v1/persons/{alice.person}/forecast", headers=bearer(token(alice.user))).json()
+    feedback = client.put(
+        f"/v1/forecasts/{curve['points'][0]['id']}/feedback",
+        content=b'{"rating": "up", "comment": "\\ud800"}',
+        headers={**bearer(token(alice.user)), "Content-Type": "application/json"},
+    )
+    assert is_problem(feedback, 422)["detail"].startswith("body.comment: Value error, contains an unpaired surrogate")
+    retrain = client.post(
+        f"/v1/persons/{alice.person}/retrain",
+        content=b'{"reason": "\\udfff x"}',
+        headers={**bearer(token(alice.user)), "Content-Type": "application/json"},
+    )
+    assert is_problem(retrain, 422)["detail"].startswith("body.reason: Value error, contains an unpaired surrogate")
+    claims = signed({"sub": str(alice.user), "user_metadata": {"name": "\ud800"}})
+    problem = is_problem(client.get(f"/v1/persons/{alice.person}/models", headers=claims), 401)
+    assert problem["detail"].startswith("the token carries a NUL character (\\u0000) or an unpaired surrogate")
+
+
+def test_a_method_not_allowed_says_which_are(client: TestClient, people: tuple[Owner, Owner]) -> None:
+    alice, _ = people
+    response = client.delete(f"/v1/persons/{alice.person}/forecast", headers=bearer(token(alice.user)))
+    is_problem(response, 405)
+    assert response.headers["allow"] == "GET"

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+from glucokit.fhir.bundle import read_bundle
 from glucokit.forecast import model as model_module
-from glucokit.forecast import read_bundle
 from glucokit.forecast.candidates import rmse
 from glucokit.forecast.features import FeatureSpec
 from glucokit.forecast.model import (

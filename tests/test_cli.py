@@ -11,8 +11,8 @@ from pathlib import Path
 
 import psycopg
 
+from glucokit.cli.common import Exit
 from glucokit.cli.demo import DEMO_USERS
-from glucokit.cli.main import Exit
 from glucokit.disclaimer import DISCLAIMER
 from glucokit.tooling.database import EmbeddedServer
 from wording import forbidden_words

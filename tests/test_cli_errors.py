@@ -15,8 +15,11 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from glucokit.cli import data as data_commands
+from glucokit.cli import db as db_commands
+from glucokit.cli import experiments as experiment_commands
 from glucokit.cli import main as cli
-from glucokit.cli.main import EXIT_MEANINGS, Exit
+from glucokit.cli.common import EXIT_MEANINGS, Exit
 from glucokit.db.sessions import Connection
 from glucokit.errors import DatabaseUnreachable
 from glucokit.project import PROJECT_DIR
@@ -66,11 +69,11 @@ def _arguments(parser: argparse.ArgumentParser, tmp_path: Path, person: str, *, 
         None: "walk",  # text
         UUID: person,
         Path: str(tmp_path / "out"),
-        cli._input_file: str(input_file),
+        data_commands._input_file: str(input_file),
         int: "1",
         float: "1",
         date.fromisoformat: "2026-11-20",
-        cli._variant_spec: "a=ridge",
+        experiment_commands._variant_spec: "a=ridge",
     }
     chosen = [
         next(
@@ -200,7 +203,7 @@ def test_an_unexpected_failure_is_one_line(monkeypatch: pytest.MonkeyPatch, caps
     def broken(args: argparse.Namespace) -> int:
         raise KeyError("model")
 
-    monkeypatch.setattr(cli, "_db_url", broken)
+    monkeypatch.setattr(db_commands, "_db_url", broken)
     assert _run(["db", "url"], capsys) == (
         Exit.FAILED,
         "glucokit: error: unexpected KeyError: 'model' (--debug shows the traceback)\n",

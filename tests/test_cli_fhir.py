@@ -11,7 +11,7 @@ import orjson
 from fhir.resources.R4B.bundle import Bundle
 
 from fhir_samples import bundle, cgm
-from glucokit.cli.main import Exit
+from glucokit.cli.common import Exit
 from glucokit.db.sessions import Connection
 from glucokit.project import PROJECT_DIR
 from owners import Owner, rows

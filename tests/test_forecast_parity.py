@@ -26,16 +26,16 @@ import orjson
 import pytest
 
 from glucokit.db.sessions import Connection, Purpose, as_user, as_worker
+from glucokit.fhir.bundle import from_bundle
 from glucokit.forecast import TrainingSettings
-from glucokit.forecast.bundle import from_bundle
 from glucokit.forecast.metrics import band
 from glucokit.forecast.pipeline import predict_windows, reads_events, restore
 from glucokit.forecast.series import moment, prepare
 from glucokit.forecast.windows import sources_at, windows
 from glucokit.jobs import forecast_job
 from glucokit.modelops import registry
-from glucokit.modelops.model_store import LocalModelStore
-from glucokit.modelops.retrain import load_state, retrain
+from glucokit.modelops.model_store import LocalModelStore, load_state
+from glucokit.modelops.retrain import retrain
 from glucokit.project import SIMULATED_DIR
 from glucokit.units import CARBOHYDRATE_CODE, CGM_CODES, INSULIN_CODE
 from owners import Owner, ingest

@@ -18,17 +18,18 @@ import orjson
 import pytest
 import torch
 
+from glucokit.fhir.bundle import read_bundle
 from glucokit.forecast import (
     HORIZON_MINUTES,
     ForecastState,
     InsufficientData,
+    PersonData,
     TrainingOutcome,
     fallback_state,
     forecast,
     restore,
     train_person,
 )
-from glucokit.forecast.bundle import PersonData, read_bundle
 from glucokit.forecast.evaluation import evaluate_people
 from glucokit.forecast.features import FeatureSpec, standardizer
 from glucokit.forecast.model import TrainConfig

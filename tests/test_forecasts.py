@@ -27,7 +27,7 @@ from glucokit.fhir import export
 from glucokit.fhir.ingest import Ingest
 from glucokit.forecast import HORIZON_MINUTES, TrainingSettings
 from glucokit.jobs import forecast_job
-from glucokit.jobs.retrain_job import Shard
+from glucokit.jobs.runner import Shard
 from glucokit.modelops import registry
 from glucokit.modelops.forecasts import check_horizons, write_forecasts
 from glucokit.modelops.model_store import LocalModelStore

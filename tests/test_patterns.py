@@ -19,6 +19,7 @@ from glucokit.api import ApiSettings, TokenVerifier, create_app
 from glucokit.cli.main import main
 from glucokit.db.queries import query
 from glucokit.db.sessions import Connection, as_anon, as_user, as_worker
+from glucokit.jobs import pattern_job
 from glucokit.modelops import patterns
 from glucokit.modelops.patterns import (
     SLOTS,
@@ -160,7 +161,7 @@ def test_the_worker_computes_the_persons_ended_days(conn: Connection, owner: Own
         + readings(gap, NEW_YORK, profile(5), missing=range(12, 17))
         + readings(last, NEW_YORK, profile(9), missing=range(10, 11)),
     )  # fmt: skip
-    assert owner.person in patterns.due_persons(conn, None, limit=100_000)
+    assert owner.person in pattern_job.due_persons(conn, None, limit=100_000)
 
     done = patterns.refresh(conn, owner.person)
     assert (done.written, done.removed) == ([first, last], 0)
@@ -170,7 +171,7 @@ def test_the_worker_computes_the_persons_ended_days(conn: Connection, owner: Own
     expected = profile(9)
     expected[10] = (expected[9] + expected[11]) / 2
     assert stored[last] == (pytest.approx(expected, abs=1e-4), 282, 1)
-    assert owner.person not in patterns.due_persons(conn, None, limit=100_000)
+    assert owner.person not in pattern_job.due_persons(conn, None, limit=100_000)
     assert patterns.refresh(conn, owner.person).written == []  # nothing new since
 
     # Readings withdrawn: a full refresh recomputes every day and removes the one that no longer qualifies.
@@ -192,7 +193,7 @@ def test_a_person_without_consent_to_pattern_search_is_refused(conn: Connection,
             "update public.consent set withdrawn_at = now() where person_id = %s and purpose = 'pattern_search'",
             (owner.person,),
         )
-    assert owner.person not in patterns.due_persons(conn, None, limit=100_000)
+    assert owner.person not in pattern_job.due_persons(conn, None, limit=100_000)
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="has not consented to pattern_search"):
         patterns.refresh(conn, owner.person)
     assert _stored(conn, owner) == {}

@@ -18,14 +18,13 @@ from fhir.resources.R4B.bundle import Bundle
 from glucokit.db.sessions import Connection, Purpose, as_user, as_worker
 from glucokit.errors import GlucokitError
 from glucokit.fhir.ingest import Ingest
-from glucokit.jobs import forecast_job, retrain_job
+from glucokit.jobs import forecast_job, privacy_job, retrain_job
 from glucokit.modelops import forecasts, retrain
 from glucokit.modelops.model_store import LocalModelStore
 from glucokit.privacy import rights as privacy
 from glucokit.project import SIMULATED_DIR
 from owners import Owner, ingest
-
-FAST = retrain_job.training_settings("ridge")
+from test_forecasts import RIDGE
 
 
 def with_data(conn: Connection, owner: Owner) -> Owner:
@@ -159,7 +158,7 @@ def test_consent_withdrawn_while_training_leaves_nothing_and_ends_the_request(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(retrain, "train_person", withdrawn_meanwhile)
-    report = retrain_job.run(conn, LocalModelStore(tmp_path), settings=FAST)
+    report = retrain_job.run(conn, LocalModelStore(tmp_path), settings=RIDGE)
     assert report.retrained == []
     assert report.refused == {owner.person: "no consent to training"}
     assert report.failed == {}
@@ -177,7 +176,7 @@ def test_consent_withdrawn_while_training_leaves_nothing_and_ends_the_request(
 
 def trained(conn: Connection, owner: Owner, store: LocalModelStore) -> None:
     with_data(conn, owner)
-    report = retrain_job.run(conn, store, settings=FAST)
+    report = retrain_job.run(conn, store, settings=RIDGE)
     assert [r.person_id for r in report.retrained] == [owner.person]
     assert report.forecasts
     assert report.forecasts[0].points > 0
@@ -186,7 +185,7 @@ def trained(conn: Connection, owner: Owner, store: LocalModelStore) -> None:
 def test_without_consent_to_forecasting_no_forecast_is_written(conn: Connection, owner: Owner, tmp_path: Path) -> None:
     privacy.withdraw(conn, owner.user, owner.person, [Purpose.FORECASTING])
     with_data(conn, owner)
-    report = retrain_job.run(conn, LocalModelStore(tmp_path), settings=FAST)
+    report = retrain_job.run(conn, LocalModelStore(tmp_path), settings=RIDGE)
     assert [r.person_id for r in report.retrained] == [owner.person]
     assert (report.forecasts, report.forecast_failed) == ([], {})
     assert owner.person not in forecast_job.due_persons(conn, None)
@@ -214,7 +213,7 @@ def test_withdrawal_with_delete_models_removes_models_files_and_forecasts(
 ) -> None:
     owner, bystander, store = trained_pair
     privacy.withdraw(conn, owner.user, owner.person, [Purpose.TRAINING], delete_models=True)
-    report = privacy.run(conn, store)
+    report = privacy_job.run(conn, store)
     assert (report.models_removed, report.failed) == ({owner.person: 1}, {})
     with as_user(conn, owner.user):
         for table in ("ml_model", "prediction", "prediction_source", "forecast_outcome"):
@@ -224,7 +223,7 @@ def test_withdrawal_with_delete_models_removes_models_files_and_forecasts(
     assert not [path for path in (tmp_path / "models" / str(owner.user)).rglob("*") if path.is_file()]
     with as_user(conn, bystander.user):
         assert conn.execute("select count(*) from public.ml_model").fetchone() == (1,)
-    assert privacy.pending(conn) == []
+    assert privacy_job.pending(conn) == []
 
 
 def every_mention(conn: Connection, person: UUID) -> list[str]:
@@ -268,7 +267,7 @@ def test_erasure_leaves_no_row_no_file_and_no_message_with_the_persons_id(
 
     privacy.delete_person(conn, owner.user, owner.person)
     assert sorted(every_mention(conn, owner.person)) == ["private.erasure", "storage.objects"]
-    report = privacy.run(conn, store)
+    report = privacy_job.run(conn, store)
     assert report.failed == {}
     assert len(report.erased[owner.person]) == 3  # model.safetensors, metadata.json, training_log.txt
     assert every_mention(conn, owner.person) == []

@@ -12,8 +12,8 @@ from glucokit.db.sessions import Connection, Purpose, as_user, as_worker
 from glucokit.fhir.ingest import Ingest
 from glucokit.forecast import TrainingSettings, forecast
 from glucokit.modelops import registry
-from glucokit.modelops.model_store import LocalModelStore
-from glucokit.modelops.retrain import load_state, person_readings, retrain
+from glucokit.modelops.model_store import LocalModelStore, load_state
+from glucokit.modelops.retrain import person_readings, retrain
 from glucokit.project import SIMULATED_DIR
 from owners import Owner, ingest
 

@@ -17,15 +17,16 @@ import pytest
 
 from glucokit.db.sessions import Connection, Purpose, as_user, as_worker
 from glucokit.fhir.ingest import Ingest
-from glucokit.jobs import retrain_job, retrain_queue
-from glucokit.jobs.retrain_job import Shard
-from glucokit.jobs.retrain_queue import Trigger
-from glucokit.modelops import registry
+from glucokit.jobs import retrain_job
+from glucokit.jobs.runner import Shard
+from glucokit.modelops import registry, retrain_queue
 from glucokit.modelops.model_store import LocalModelStore
 from glucokit.modelops.retrain import RetrainResult, retrain
+from glucokit.modelops.retrain_queue import Trigger
 from glucokit.project import PROJECT_DIR, SIMULATED_DIR
 from owners import Owner
 from test_cli import glucokit
+from test_forecasts import RIDGE
 
 
 def with_simulated_data(conn: Connection, owner: Owner, bundle: str = "child-001.json.gz") -> Owner:
@@ -62,8 +63,7 @@ def test_a_task_takes_only_the_persons_of_its_shard(conn: Connection, owner: Own
     elsewhere = retrain_job.run(conn, LocalModelStore(tmp_path), shard=Shard(1 - mine, 2))
     assert owner.person not in {result.person_id for result in elsewhere.retrained}
     assert active_version(conn, owner) is None
-    ridge = retrain_job.training_settings("ridge")
-    mine_report = retrain_job.run(conn, LocalModelStore(tmp_path), shard=Shard(mine, 2), settings=ridge)
+    mine_report = retrain_job.run(conn, LocalModelStore(tmp_path), shard=Shard(mine, 2), settings=RIDGE)
     assert active_version(conn, owner) == "1.0.0"
     assert [result.algorithm for result in mine_report.retrained if result.person_id == owner.person] == ["ridge"]
 
@@ -200,9 +200,7 @@ def test_a_task_finds_its_shard_behind_a_full_batch_of_another(
             retrain_queue.enqueue(conn, other.person, Trigger.PERFORMANCE, "queued first")
     [mine] = shards[0]
     with_simulated_data(conn, mine)  # queued after all of them
-    report = retrain_job.run(
-        conn, LocalModelStore(tmp_path), shard=Shard(0, 2), settings=retrain_job.training_settings("ridge")
-    )
+    report = retrain_job.run(conn, LocalModelStore(tmp_path), shard=Shard(0, 2), settings=RIDGE)
     assert ([result.person_id for result in report.retrained], report.stopped) == ([mine.person], "queue drained")
     assert request_status(conn, mine) == ["done"]
     assert all(request_status(conn, other) == ["queued"] for other in shards[1])
@@ -243,8 +241,8 @@ def test_a_retrain_that_raised_is_retried_after_a_backoff(
         return retrain(*args, **options)
 
     monkeypatch.setattr(retrain_job, "retrain", flaky)
-    store, ridge = LocalModelStore(tmp_path), retrain_job.training_settings("ridge")
-    first = retrain_job.run(conn, store, settings=ridge)
+    store = LocalModelStore(tmp_path)
+    first = retrain_job.run(conn, store, settings=RIDGE)
     assert first.failed == {owner.person: "RuntimeError('the model store is down')"}
     assert owner.person not in first.gave_up
     assert 290 < seconds_until(first.retrying[owner.person]) <= 300  # retry_delay_seconds
@@ -255,9 +253,9 @@ def test_a_retrain_that_raised_is_retried_after_a_backoff(
     with as_worker(conn, None):
         assert retrain_queue.metrics(conn).retrying >= 1
     # Hidden for its backoff: a job running meanwhile leaves it alone.
-    assert owner.person not in {result.person_id for result in retrain_job.run(conn, store, settings=ridge).retrained}
+    assert owner.person not in {result.person_id for result in retrain_job.run(conn, store, settings=RIDGE).retrained}
     backoff_over(conn, owner)
-    retried = retrain_job.run(conn, store, settings=ridge)
+    retried = retrain_job.run(conn, store, settings=RIDGE)
     assert [result.person_id for result in retried.retrained if result.person_id == owner.person] == [owner.person]
     assert calls == [1, 2]
     assert request_row(conn, owner) == ("done", 2, None)

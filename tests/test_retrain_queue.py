@@ -15,9 +15,9 @@ import pytest
 from fhir_samples import bundle, cgm
 from glucokit.db.sessions import Connection, Purpose, as_anon, as_user, as_worker
 from glucokit.fhir.ingest import Ingest, Limits
-from glucokit.jobs import retrain_queue
-from glucokit.jobs.retrain_job import Shard
-from glucokit.jobs.retrain_queue import Claim, ClaimLost, Outcome, RateLimited, RetryOutcome, Trigger
+from glucokit.jobs.runner import Shard
+from glucokit.modelops import retrain_queue
+from glucokit.modelops.retrain_queue import Claim, ClaimLost, Outcome, RateLimited, RetryOutcome, Trigger
 from glucokit.tooling import migrate
 from glucokit.units import CARBOHYDRATE_CODE
 from owners import Owner

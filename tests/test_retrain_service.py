@@ -32,6 +32,7 @@ from glucokit.errors import GlucokitError
 from glucokit.jobs import retrain_service
 from glucokit.jobs.retrain_service import GoogleCerts, OidcVerifier
 from glucokit.project import PROJECT_DIR
+from glucokit.settings import RetrainAuthSettings, load
 from owners import Owner
 
 AUDIENCE = "https://glucokit-retrain-abc123-ew.a.run.app"
@@ -111,6 +112,11 @@ def test_without_a_token_nothing_is_queued(client: TestClient, conn: Connection,
     assert queued(conn, owner) == []
 
 
+def _nested_header(depth: int) -> str:
+    header = base64.urlsafe_b64encode(b"[" * depth + b"]" * depth).rstrip(b"=").decode()
+    return f"{header}.e30.c2lnbmF0dXJl"
+
+
 @pytest.mark.parametrize(
     ("case", "forged", "status", "detail"),
     [
@@ -126,6 +132,7 @@ def test_without_a_token_nothing_is_queued(client: TestClient, conn: Connection,
         ("unverified email", lambda: token(email_verified=False), 403, "no verified email"),
         ("email verified as a string", lambda: token(email_verified="true"), 403, "no verified email"),
         ("no email", lambda: token(email=None), 403, "no verified email"),
+        ("a header nested 1,500 deep", lambda: _nested_header(1500), 401, "nest too deeply"),
     ],
 )
 def test_a_token_that_does_not_hold_is_refused(
@@ -255,22 +262,25 @@ def test_the_database_failing_asks_the_sender_to_retry(owner: Owner) -> None:
 )
 def test_missing_or_bad_settings_are_named(environ: dict[str, str], error: str) -> None:
     with pytest.raises(GlucokitError, match=error.replace("(", r"\(")):
-        retrain_service.verifier_from_environment(environ)
+        load(RetrainAuthSettings, environ)
 
 
 def test_the_settings_make_a_verifier() -> None:
-    verifier = retrain_service.verifier_from_environment(
-        {
-            "GLUCOKIT_RETRAIN_AUDIENCE": f"{AUDIENCE}, {AUDIENCE}/",
-            "GLUCOKIT_RETRAIN_INVOKERS": f" {PUSHER.upper()},a@b.co",
-        }
+    verifier = retrain_service.verifier(
+        load(
+            RetrainAuthSettings,
+            {
+                "GLUCOKIT_RETRAIN_AUDIENCE": f"{AUDIENCE}, {AUDIENCE}/",
+                "GLUCOKIT_RETRAIN_INVOKERS": f" {PUSHER.upper()},a@b.co",
+            },
+        )
     )
     assert verifier is not None
     assert (verifier.audiences, verifier.invokers) == (
         frozenset({AUDIENCE, f"{AUDIENCE}/"}),
         frozenset({PUSHER, "a@b.co"}),
     )
-    assert retrain_service.verifier_from_environment({"GLUCOKIT_RETRAIN_INSECURE_LOCAL": "1"}) is None
+    assert retrain_service.verifier(load(RetrainAuthSettings, {"GLUCOKIT_RETRAIN_INSECURE_LOCAL": "1"})) is None
 
 
 def test_googles_certificates_are_fetched_once_per_max_age() -> None:

@@ -322,5 +322,19 @@ def test_no_scope_record_outlives_its_transaction(conn: Connection, world: Probe
     with sessions.as_worker(conn, world.a.person, Purpose.TRAINING, "test"):
         assert conn.execute("select private.worker_person_id()").fetchone() == (world.a.person,)
     with conn.transaction():
-        row = conn.execute("select count(*) from private.worker_scope where backend_pid = pg_backend_pid()").fetchone()
+        row = conn.execute(
+            "select count(*) from private.worker_scope where backend_pid = pg_backend_pid() and person_id is not null"
+        ).fetchone()
     assert row == (0,)
+
+
+def test_a_scope_ended_early_opens_no_second_person(conn: Connection, world: ProbeWorld) -> None:
+    """A worker that fires the end-of-scope trigger early (set constraints all immediate) is left unscoped, and
+    cannot scope the same transaction to another person."""
+    with _worker_login(conn):
+        conn.execute("set constraints all immediate")
+        conn.execute(sessions.Scope(world.a.person, Purpose.TRAINING, "test").statement())
+        assert conn.execute("select private.worker_person_id()").fetchone() == (None,)
+        assert conn.execute("select count(*) from public.observation").fetchone() == (0,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="worker scope has ended"), conn.transaction():
+            conn.execute(sessions.Scope(world.b.person, Purpose.TRAINING, "test").statement())

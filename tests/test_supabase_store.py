@@ -43,13 +43,15 @@ from glucokit.modelops.model_store import (
     WORKER_ROLE,
     LocalModelStore,
     SupabaseModelStore,
-    from_environment,
+    from_settings,
+    load_state,
     model_folder,
     person_folder,
     unregistered_folders,
 )
-from glucokit.modelops.retrain import load_state, retrain
+from glucokit.modelops.retrain import retrain
 from glucokit.project import MIGRATIONS_DIR, MODEL_STORE_DIR, PROJECT_DIR
+from glucokit.settings import StoreSettings, load
 from glucokit.tooling import platform
 from owners import Owner, ingest
 from test_registry import register
@@ -285,17 +287,17 @@ def test_the_sweep_selects_the_folders_no_version_registers(
 
 
 def test_the_environment_picks_the_store() -> None:
-    local = from_environment({})
+    local = from_settings(load(StoreSettings, {}))
     assert isinstance(local, LocalModelStore)
     assert local.root == MODEL_STORE_DIR
     settings = dict(zip(SUPABASE_ENVIRONMENT, ("https://ref.supabase.co/", "anon", SECRET), strict=True))
-    supabase = from_environment(settings)
+    supabase = from_settings(load(StoreSettings, settings))
     assert isinstance(supabase, SupabaseModelStore)
     assert supabase.storage_url == "https://ref.supabase.co/storage/v1/"
     with pytest.raises(GlucokitError, match="needs SUPABASE_ANON_KEY, SUPABASE_JWT_SECRET too"):
-        from_environment({"SUPABASE_URL": "https://ref.supabase.co"})
+        from_settings(load(StoreSettings, {"SUPABASE_URL": "https://ref.supabase.co"}))
     with pytest.raises(GlucokitError, match="needs SUPABASE_URL too"):
-        from_environment(settings | {"SUPABASE_URL": ""})
+        from_settings(load(StoreSettings, settings | {"SUPABASE_URL": ""}))
 
 
 def test_the_retrain_job_refuses_part_of_the_supabase_settings() -> None:
@@ -325,7 +327,7 @@ def test_the_supabase_store_through_a_real_projects_storage(
     conn: Connection, two: tuple[Owner, Owner], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Retrain, crash after upload, sweep, isolation and removal, all through Storage with worker tokens."""
-    supabase = from_environment()
+    supabase = from_settings(load(StoreSettings))
     assert isinstance(supabase, SupabaseModelStore)
     owner, other = two
     for person in two:

@@ -6,72 +6,64 @@ Run it on a schedule (Cloud Scheduler every few minutes): each execution is
 one pass over the persons due a forecast (new CGM readings since their active
 model last forecast), sharded over its tasks by person id.
 
-Environment:
-    DATABASE_URL            the database; the login role must be allowed to `set role glucokit_worker`
-    SUPABASE_URL, SUPABASE_ANON_KEY, SUPABASE_JWT_SECRET, GLUCOKIT_MODEL_DIR
-                            where the model files are, as for workers/retrain_job.py
-    CLOUD_RUN_TASK_INDEX    this task's shard (Cloud Run sets it; default 0)
-    CLOUD_RUN_TASK_COUNT    the number of tasks (Cloud Run sets it; default 1)
-    GLUCOKIT_JOB_SECONDS    stop after this many seconds (default: until every due person was visited)
-    GLUCOKIT_FORECAST_HORIZONS  the horizons to write, comma-separated minutes (default: 5,10,...,60)
+Settings (README.md, "Settings"): DATABASE_URL (the login role must be allowed to `set role glucokit_worker`);
+the model store, as for workers/retrain_job.py; CLOUD_RUN_TASK_INDEX and CLOUD_RUN_TASK_COUNT (set by Cloud
+Run); GLUCOKIT_JOB_SECONDS; GLUCOKIT_FORECAST_HORIZONS.
 
 Exit status: 0 when the pass finished or stopped in time; 1 when a person's
-forecast or the check of their earlier forecasts failed (the next pass tries
-again; a failed check never keeps a forecast from being written); 2 on bad settings.
+forecast or the check of their earlier forecasts failed (each failure is logged
+with its traceback; the next pass tries again; a failed check never keeps a
+forecast from being written); 2 on bad settings.
 SIGTERM stops the task cleanly after the person in hand.
 """
 
 from __future__ import annotations
 
-import os
-import signal
+import logging
 import sys
-import threading
-import time
 
+from glucokit import logs
 from glucokit.db import connection
 from glucokit.errors import GlucokitError
 from glucokit.jobs import forecast_job
-from glucokit.jobs.retrain_job import Shard
+from glucokit.jobs.runner import Shard, deadline_after, stop_on_sigterm
 from glucokit.modelops import model_store
-from glucokit.modelops.forecasts import ForecastWrite, horizons_setting
+from glucokit.modelops.forecasts import ForecastWrite
+from glucokit.settings import ForecastJobSettings, load
+
+log = logging.getLogger("forecast_job")
 
 
 def main() -> int:
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        print("forecast_job: DATABASE_URL is required", file=sys.stderr)
-        return 2
+    logs.configure("forecast_job")
+    stop = stop_on_sigterm()
     try:
-        shard = Shard(
-            int(os.environ.get("CLOUD_RUN_TASK_INDEX", "0")), int(os.environ.get("CLOUD_RUN_TASK_COUNT", "1"))
-        )
-        horizons = horizons_setting(os.environ.get("GLUCOKIT_FORECAST_HORIZONS"))
-        store = model_store.from_environment()
-    except (GlucokitError, ValueError) as error:  # ValueError: a task index outside the task count
-        print(f"forecast_job: {error}", file=sys.stderr)
+        settings = load(ForecastJobSettings)
+        store = model_store.from_settings(settings)
+    except GlucokitError as refused:
+        log.error("%s", refused)
         return 2
-    seconds = os.environ.get("GLUCOKIT_JOB_SECONDS")
-    deadline = time.monotonic() + float(seconds) if seconds else None
+    shard = Shard(settings.task_index, settings.task_count)
 
     def report(written: ForecastWrite) -> None:
         outcome = f"{written.points} points from {written.origins} readings" if written.points else written.reason
-        print(f"{written.person_id}: {outcome}", flush=True)
+        log.info("%s: %s", written.person_id, outcome, extra={"person_id": str(written.person_id)})
 
-    with connection.connect(url) as conn:
+    with connection.connect(settings.database_url.get_secret_value()) as conn:
         done = forecast_job.run(
-            conn, store, shard=shard, horizons=horizons, deadline=deadline, stop=stop, on_write=report
+            conn,
+            store,
+            shard=shard,
+            horizons=settings.forecast_horizons,
+            deadline=deadline_after(settings.job_seconds),
+            stop=stop,
+            on_write=report,
         )
-    for person, failure in done.monitor_failed.items():
-        print(f"{person}: monitoring failed: {failure}", file=sys.stderr)
-    for person, failure in done.failed.items():
-        print(f"{person}: forecast failed: {failure}", file=sys.stderr)
-    print(
-        f"task {shard.index}/{shard.count}: {len(done.written)} persons, {done.points} points,"
-        f" {len(done.monitor_failed)} checks failed, {len(done.failed)} failed, {done.stopped}"
-    )
+    log.info(
+        "task %d/%d: %d persons, %d points, %d checks failed, %d failed, %s",
+        shard.index, shard.count, len(done.written), done.points, len(done.monitor_failed), len(done.failed),
+        done.stopped,
+    )  # fmt: skip
     return 1 if done.failed or done.monitor_failed else 0
 
 

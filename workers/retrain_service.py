@@ -2,15 +2,11 @@
 
     python workers/retrain_service.py
 
-Environment:
-    PORT                        the port to listen on (Cloud Run sets it; default 8080)
-    DATABASE_URL                the database; the login role must be allowed to `set role glucokit_worker`
-    GLUCOKIT_RETRAIN_AUDIENCE   the audience the OIDC tokens must name: the service's URL (as set on the push
-                                subscription, the scheduler job and the tasks); several, comma-separated
-    GLUCOKIT_RETRAIN_INVOKERS   the service accounts allowed in (the tokens' verified `email`), comma-separated
-    GLUCOKIT_RETRAIN_INSECURE_LOCAL
-                                1: local development only, instead of the two above: no token is checked, and
-                                the service listens on 127.0.0.1 only (so on Cloud Run it never becomes ready)
+Settings (README.md, "Settings"): PORT (set by Cloud Run); DATABASE_URL (the login role must be allowed to
+`set role glucokit_worker`); GLUCOKIT_RETRAIN_AUDIENCE and GLUCOKIT_RETRAIN_INVOKERS, the OIDC tokens'
+audience (the service's URL, as set on the push subscription, the scheduler job and the tasks) and the
+service accounts allowed in; or, for local development only, GLUCOKIT_RETRAIN_INSECURE_LOCAL=1: no token
+is checked, and the service listens on 127.0.0.1 only (so on Cloud Run it never becomes ready).
 
 Without the two settings (or the local switch) it refuses to start, with exit
 status 2. The service never trains: it queues, and the retrain job trains.
@@ -21,40 +17,37 @@ exits by that signal.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 import uvicorn
 
+from glucokit import logs
 from glucokit.db import connection
-from glucokit.errors import GlucokitError
 from glucokit.jobs import retrain_service
+from glucokit.settings import RetrainServiceSettings, SettingsError, load
+
+log = logging.getLogger("retrain_service")
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        print("retrain_service: DATABASE_URL is required", file=sys.stderr)
-        return 2
-    port = os.environ.get("PORT", "8080")
-    if not port.isdigit():
-        print(f"retrain_service: PORT={port!r} is not a port number", file=sys.stderr)
-        return 2
+    log_settings = logs.configure("retrain_service")
     try:
-        verifier = retrain_service.verifier_from_environment(os.environ)
-    except GlucokitError as error:
-        print(f"retrain_service: {error}", file=sys.stderr)
+        settings = load(RetrainServiceSettings)
+    except SettingsError as error:
+        log.error("%s", error)
         return 2
+    verifier = retrain_service.verifier(settings)
     if verifier is None:
-        logging.getLogger("glucokit.jobs.retrain_service").warning(
-            "local development: no token is checked, listening on 127.0.0.1 only"
-        )
-    app = retrain_service.create_app(lambda: connection.connect(url), verifier)
+        log.warning("local development: no token is checked, listening on 127.0.0.1 only")
+    url = settings.database_url.get_secret_value()
+    app = logs.TraceRequests(retrain_service.create_app(lambda: connection.connect(url), verifier))
     host = "0.0.0.0" if verifier is not None else "127.0.0.1"  # noqa: S104 - Cloud Run sends to the container's port
-    config = uvicorn.Config(app, host=host, port=int(port), log_level="info")
+    config = uvicorn.Config(
+        app, host=host, port=settings.port, log_level="info", log_config=logs.uvicorn_log_config(log_settings)
+    )
     socket = config.bind_socket()
-    print(f"listening on port {socket.getsockname()[1]}", flush=True)
+    # The port actually bound (PORT=0 takes a free one), for whoever started the service.
+    log.info("listening on port %d", socket.getsockname()[1])
     uvicorn.Server(config).run(sockets=[socket])
     return 0
 

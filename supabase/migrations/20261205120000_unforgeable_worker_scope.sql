@@ -34,26 +34,30 @@
 /**
  * The scope of each backend's current transaction, keyed on the backend so
  * that writing it touches no other backend's row and never waits on another
- * transaction. A row lives no longer than its transaction: a rollback undoes it
- * and a deferred trigger deletes it at commit, so the table holds no person's
- * id once the work is done (an erased person leaves nothing here) and stays as
- * small as the number of transactions in flight. The transaction id in the row
- * is what makes it count, should a row ever outlive its transaction.
+ * transaction. A row's person lives no longer than its transaction: a rollback
+ * undoes the row, and a deferred trigger empties it (person and purpose null)
+ * at commit, so the table holds no person's id once the work is done (an
+ * erased person leaves nothing here) and at most one row per backend. The
+ * emptied row stays until the backend's next scope replaces it: it records that
+ * this transaction's scope has ended, so a worker that ends it early (set
+ * constraints all immediate) cannot open a scope for another person in the same
+ * transaction. The transaction id in the row is what makes it count.
  */
 create table private.worker_scope (
   backend_pid integer primary key,
   xact_id xid8 not null,
-  person_id uuid not null,
-  purpose public.processing_purpose not null
+  person_id uuid,
+  purpose public.processing_purpose,
+  check ((person_id is null) = (purpose is null))
 );
 comment on table private.worker_scope is
-  'The person and purpose of the worker scope of a backend''s current transaction (written by private.begin_person_scope only).';
+  'The person and purpose of the worker scope of a backend''s current transaction (written by private.begin_person_scope only; emptied at commit).';
 
 alter table private.worker_scope enable row level security;
 revoke all on private.worker_scope from public, anon, authenticated, service_role;
 
 /**
- * Deletes a scope row at the commit of its transaction. It runs at commit
+ * Empties a scope row at the commit of its transaction. It runs at commit
  * before any deferred trigger queued after the scope opened, so such a trigger
  * would find no scope. Security definer: at commit the current role is the
  * worker's, which may not touch the table.
@@ -63,15 +67,16 @@ create or replace function private.end_worker_scope() returns trigger
   set search_path = ''
 as $$
 begin
-  delete from private.worker_scope s where s.backend_pid = new.backend_pid and s.xact_id = new.xact_id;
+  update private.worker_scope s set person_id = null, purpose = null
+  where s.backend_pid = new.backend_pid and s.xact_id = new.xact_id;
   return null;
 end
 $$;
-comment on function private.end_worker_scope() is 'Trigger: remove a worker scope row when its transaction commits.';
+comment on function private.end_worker_scope() is 'Trigger: empty a worker scope row when its transaction commits.';
 revoke all on function private.end_worker_scope() from public;
 
 create constraint trigger worker_scope_ends_with_its_transaction
-  after insert or update on private.worker_scope
+  after insert on private.worker_scope
   deferrable initially deferred
   for each row execute function private.end_worker_scope();
 
@@ -159,10 +164,20 @@ begin
       p_purpose, left(btrim(p_reason), 500)
     );
   end if;
+  -- A scope of this transaction that has ended (emptied early) is not opened again.
+  if exists (
+    select from private.worker_scope s
+    where s.backend_pid = pg_backend_pid() and s.xact_id = pg_current_xact_id() and s.person_id is null
+  ) then
+    raise exception 'this transaction''s worker scope has ended: open a new transaction'
+      using errcode = 'insufficient_privilege';
+  end if;
+  -- An earlier transaction's row is replaced by a new insert, so that its end-of-transaction trigger is queued;
+  -- a second scope of the same person in this transaction keeps the row (and the trigger) it has.
+  delete from private.worker_scope s where s.backend_pid = pg_backend_pid() and s.xact_id <> pg_current_xact_id();
   insert into private.worker_scope (backend_pid, xact_id, person_id, purpose)
   values (pg_backend_pid(), pg_current_xact_id(), p_person_id, p_purpose)
-  on conflict (backend_pid) do update
-    set xact_id = excluded.xact_id, person_id = excluded.person_id, purpose = excluded.purpose;
+  on conflict (backend_pid) do update set purpose = excluded.purpose;
   return person_owner;
 end
 $$;

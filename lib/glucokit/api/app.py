@@ -62,7 +62,7 @@ from glucokit.disclaimer import DISCLAIMER, DISCLAIMER_VERSION, Language
 from glucokit.errors import GlucokitError
 from glucokit.fhir import ingest
 from glucokit.fhir.resources import FhirVersion
-from glucokit.modelops import experiments, patterns
+from glucokit.modelops import experiments, patterns, retrain_queue
 
 PROBLEM_JSON: Final = "application/problem+json"
 # Every response carries health data or could: none may be stored by a cache or read as another type, and
@@ -79,6 +79,9 @@ _CALLER_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}", re.ASCII)
 # A request body is taken into memory up to this size, and onto disk beyond it (up to the upload limit).
 SPOOL_BYTES: Final = ingest.MIB
 SMALLINT_MAX: Final = 32767  # prediction.horizon_minutes is a smallint
+# Every body but an upload's: the JSON bodies this API takes are a few hundred bytes (a 2,000-character comment).
+MAX_BODY_BYTES: Final = 64 * 1024
+UPLOAD_PATH: Final = re.compile(r"/v1/persons/[^/]+/observations")
 MAX_PAGE: Final = 1000
 MAX_RANGE: Final = timedelta(days=31)
 NDJSON_TYPES: Final = ("application/x-ndjson", "application/fhir+ndjson", "application/ndjson")
@@ -255,11 +258,13 @@ def request_retrain(
     """Queue a retrain of the person's model (at most one request per person an hour)."""
     _person_or_404(conn, person_id)
     reason = body.reason if body is not None else None
-    # A refusal (rate limit, no consent to training) is a database error that _database_problem explains.
-    row = conn.execute(query("api_request_retrain"), {"person_id": person_id, "reason": reason}).fetchone()
-    assert row is not None
-    assert isinstance(row[0], UUID)
-    return RetrainQueued(person_id=person_id, request_id=row[0])
+    # A refusal is a database error that _database_problem explains: the rate limit (PT429, which the queue
+    # names RateLimited) as well as a missing consent to training (42501).
+    try:
+        request_id = retrain_queue.request(conn, person_id, reason)
+    except retrain_queue.RateLimited as limited:
+        raise limited.refusal from None
+    return RetrainQueued(person_id=person_id, request_id=request_id)
 
 
 CHART_TYPES: Final[dict[ChartFormat, str]] = {"svg": "image/svg+xml", "png": "image/png"}
@@ -324,7 +329,7 @@ async def upload_observations(
     declared = request.headers.get("content-length")
     if declared is not None and not (declared.isascii() and declared.isdigit()):
         raise Problem(400, "Bad Request", "Content-Length is not a number of bytes")
-    if declared is not None and int(declared) > limit:
+    if declared is not None and (len(declared) > len(str(limit)) or int(declared) > limit):
         raise Problem(413, "Content Too Large", f"{declared} bytes is {too_large}")
     # The person is checked before a byte of the body is read: a stranger's upload costs nothing.
     await run_in_threadpool(_check_person, service, who, person_id)
@@ -462,10 +467,21 @@ _RETRY: Final = {"Retry-After": "1"}
 _LOG: Final = logging.getLogger("glucokit.api")
 
 
+class _BodyTooLarge(HTTPException):
+    """A request body above MAX_BODY_BYTES: an HTTPException, so that FastAPI's body reading lets it through."""
+
+    def __init__(self) -> None:
+        super().__init__(413, f"a request body is at most {MAX_BODY_BYTES} bytes here")
+
+
 class _Guard:
     """The outermost layer of the app: a request id for every request, the security headers on every response,
-    and a problem+json 500 (with the request id; the traceback goes to the log only) for any error no
-    handler answered."""
+    a cap on every request body but an upload's (which streams under its own limit), and a problem+json 500
+    (with the request id; the traceback goes to the log only) for any error no handler answered.
+
+    The cap comes first because FastAPI reads and parses a JSON body before any dependency runs, the token
+    check included: without it a caller with no token could make the API hold any body it sends.
+    """
 
     def __init__(self, app: ASGIApp, exempt: frozenset[str]) -> None:
         self.app, self.exempt = app, exempt
@@ -481,6 +497,12 @@ class _Guard:
         if scope["path"] not in self.exempt:
             headers.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
         started = False
+        if not (scope["method"] == "POST" and UPLOAD_PATH.fullmatch(scope["path"])):
+            declared = dict(scope["headers"]).get(b"content-length", b"0")
+            if not declared.isdigit() or len(declared) > len(str(MAX_BODY_BYTES)) or int(declared) > MAX_BODY_BYTES:
+                receive = _refuse_body
+            else:
+                receive = _capped(receive)
 
         async def send_guarded(message: Message) -> None:
             nonlocal started
@@ -499,6 +521,25 @@ class _Guard:
             detail = f"the service failed to answer; the operator can find it under request id {request_id}"
             response = _problem_response(Problem(500, "Internal Server Error", detail), scope["path"])
             await response(scope, receive, send_guarded)
+
+
+async def _refuse_body() -> Message:
+    raise _BodyTooLarge
+
+
+def _capped(receive: Receive) -> Receive:
+    """``receive``, raising _BodyTooLarge once the body passes MAX_BODY_BYTES (chunked bodies declare no size)."""
+    received = 0
+
+    async def capped() -> Message:
+        nonlocal received
+        message = await receive()
+        received += len(message.get("body", b""))
+        if received > MAX_BODY_BYTES:
+            raise _BodyTooLarge
+        return message
+
+    return capped
 
 
 def _error_handlers(app: FastAPI) -> None:
@@ -530,5 +571,6 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http(request: Request, error: HTTPException) -> JSONResponse:
-        title = {404: "Not Found", 405: "Method Not Allowed"}.get(error.status_code, "Error")
-        return _problem_response(Problem(error.status_code, title, str(error.detail)), request.url.path)
+        title = {404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large"}.get(error.status_code, "Error")
+        problem = Problem(error.status_code, title, str(error.detail), dict(error.headers or {}))
+        return _problem_response(problem, request.url.path)

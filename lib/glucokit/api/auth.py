@@ -19,11 +19,12 @@ from uuid import UUID
 
 import jwt
 
+from glucokit.db.text import unstorable
 from glucokit.errors import GlucokitError
+from glucokit.settings import LEEWAY_S
 
 AUDIENCE: Final = "authenticated"
 ASYMMETRIC: Final = ("RS256", "ES256")
-LEEWAY_S: Final = 30  # clock skew tolerated on exp/iat/nbf
 # A user id as Supabase Auth writes it. Python's UUID() also takes "urn:uuid:…", braces and non-ASCII digits,
 # which PostgreSQL's uuid input does not, so a claim is checked against this before anything else reads it.
 USER_ID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII | re.IGNORECASE)
@@ -60,10 +61,12 @@ class TokenVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or USER_ID.fullmatch(subject) is None:
             raise Unauthorized("the token names no user (sub is not a user id)")
-        if _holds_nul(claims):
-            # PostgreSQL's jsonb cannot hold NUL, and policies cast the claims to jsonb: such a token
-            # (user_metadata is the user's to write) could only fail inside the database.
-            raise Unauthorized("the token carries a NUL character (\\u0000), which the database cannot read")
+        if _unreadable(claims):
+            # PostgreSQL's jsonb holds neither NUL nor half a UTF-16 pair, and policies cast the claims to jsonb:
+            # such a token (user_metadata is the user's to write) could only fail inside the database.
+            raise Unauthorized(
+                "the token carries a NUL character (\\u0000) or an unpaired surrogate, which the database cannot read"
+            )
         user_id = UUID(subject)
         # The database reads the claims, not user_id: give it the canonical spelling that Python checked.
         return Caller(user_id, {**claims, "sub": str(user_id)})
@@ -105,13 +108,14 @@ class TokenVerifier:
         return claims
 
 
-def _holds_nul(claims: dict[str, Any]) -> bool:
-    """Whether a NUL character is in any key or string of decoded JSON (iterative: claims may nest deeply)."""
+def _unreadable(claims: dict[str, Any]) -> bool:
+    """Whether any key or string of decoded JSON holds NUL or an unpaired surrogate (iterative: claims may nest
+    deeply)."""
     pending: list[object] = [claims]
     while pending:
         value = pending.pop()
         if isinstance(value, str):
-            if "\x00" in value:
+            if unstorable(value) is not None:
                 return True
         elif isinstance(value, dict):
             pending.extend(value.keys())

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
 from glucokit.api.reads import Point, Run, Source
+from glucokit.db.text import unstorable
 from glucokit.disclaimer import DISCLAIMER, DISCLAIMER_VERSION, Language, disclaimer_text
 from glucokit.modelops.patterns import SimilarDay
 from glucokit.modelops.registry import ModelVersion
@@ -22,12 +23,13 @@ OBSERVATION = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 
 
 def _storable(text: str) -> str:
-    if "\x00" in text:
-        raise ValueError("contains a NUL character (\\u0000), which text in the database cannot hold")
+    reason = unstorable(text)
+    if reason is not None:
+        raise ValueError(reason)
     return text
 
 
-# Every free text a client sends: PostgreSQL's text holds any character but NUL.
+# Every free text a client sends: checked for what the database's text cannot hold.
 Text = Annotated[str, AfterValidator(_storable)]
 
 

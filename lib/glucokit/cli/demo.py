@@ -1,4 +1,4 @@
-"""The demo: a small, reproducible data set and a summary of who sees what.
+"""glucokit demo: a small, reproducible data set and a summary of who sees what.
 
 Two demo users: Alice owns two persons (herself and her son), Bob owns one.
 Each person gets one of the simulated bundles in data/simulated/ (14 days of
@@ -15,17 +15,20 @@ demo persons' data.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 from uuid import UUID, uuid5
 
 import psycopg
 
 from glucokit.api import reads
 from glucokit.api.chart import ChartFormat, render
-from glucokit.db import sessions
+from glucokit.cli.common import Exit, Parser
+from glucokit.cli.db import print_migration
+from glucokit.db import connection, sessions
 from glucokit.db.queries import query
 from glucokit.db.sessions import Connection, Purpose
 from glucokit.disclaimer import disclaimer_text
@@ -35,7 +38,8 @@ from glucokit.jobs import retrain_job
 from glucokit.modelops import registry
 from glucokit.modelops.model_store import LocalModelStore, person_folder
 from glucokit.modelops.retrain import RetrainResult
-from glucokit.project import SIMULATED_DIR
+from glucokit.project import DEMO_CHARTS_DIR, MODEL_STORE_DIR, SIMULATED_DIR
+from glucokit.tooling import database, migrate
 
 _NAMESPACE = UUID("6f1c4f8e-2b7a-4f7e-9a51-2f0c6f9d1e11")
 
@@ -218,3 +222,25 @@ def anon_access(conn: Connection) -> str:
     except psycopg.errors.InsufficientPrivilege as exc:
         return f"nothing ({str(exc).splitlines()[0]})"
     return "rows of public.person (this is a bug)"
+
+
+def _demo(args: argparse.Namespace) -> int:
+    target = database.target(args.database_url)
+    print(f"database: {target.display}")
+    print_migration(migrate.migrate(target.url))
+    with connection.connect(target.url, autocommit=True) as conn:
+        load(conn, LocalModelStore(MODEL_STORE_DIR))
+        print()
+        print(summary(conn))
+        charts = write_charts(conn, DEMO_CHARTS_DIR)
+    print()
+    print(f"charts: {', '.join(str(path) for path in charts)}")
+    return Exit.OK
+
+
+def add_commands(commands: Any, common: Parser) -> None:
+    """demo."""
+    demo_command = commands.add_parser(
+        "demo", help="migrate, load the demo data set and show what each demo user sees", parents=[common]
+    )
+    demo_command.set_defaults(handler=_demo)

@@ -296,9 +296,11 @@ class _Document:
     def __init__(self, name: str, opener: Callable[[], AbstractContextManager[IO[bytes]]], size: int) -> None:
         self.name, self.open, self.size = name, opener, size
 
-    def text(self) -> str:
+    def text(self, limit: int) -> str:
+        """The document as the quarantine keeps it: its first ``limit`` bytes (a rejected document may be junk
+        of any size, or a small gzip that unpacks to far more than it says)."""
         with self.open() as stream:
-            return payload_text(stream.read())
+            return payload_text(stream.read(limit))
 
     def entries(self, limits: Limits, version: FhirVersion) -> Iterator[_Entry]:
         too_large = (
@@ -588,7 +590,8 @@ class _Run:
         if len(self.report.rejections) < _REPORTED_REJECTIONS:
             self.report.rejections.append(rejection)
         whole_document = rejection.entry_index is None and self.document is not None
-        payload = self.document.text() if whole_document else _entry_payload(entry)  # type: ignore[union-attr]
+        limit = self.ingest.limits.max_entry_bytes
+        payload = self.document.text(limit) if whole_document else _entry_payload(entry)  # type: ignore[union-attr]
         self.batch.size += len(payload)
         self.batch.quarantine.append(
             {

@@ -9,11 +9,12 @@ Informational trend forecasts only: never for dosing or diagnosis.
 
 Readings are (tz-aware datetime, value) pairs: glucose in mg/dL, carbohydrate
 in g, insulin in [iU]. See pipeline.py for how the champion is chosen.
+
+The ML core: imports only the shared facts, never db or anything above (docs/architecture.md).
 """
 
-from glucokit.forecast.bundle import PersonData, read_bundle
 from glucokit.forecast.candidates import ModelState
-from glucokit.forecast.evaluation import evaluate_people
+from glucokit.forecast.evaluation import PersonData, evaluate_people
 from glucokit.forecast.metrics import Metrics, clarke_zones, conformal_quantile
 from glucokit.forecast.pipeline import (
     FAMILIES,
@@ -47,7 +48,6 @@ __all__ = [
     "fallback_state",
     "forecast",
     "holdout_rmse",
-    "read_bundle",
     "restore",
     "train_person",
 ]

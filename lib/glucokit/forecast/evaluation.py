@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from glucokit.forecast.bundle import PersonData
 from glucokit.forecast.metrics import Metrics
 from glucokit.forecast.pipeline import DEFAULT_SETTINGS, TrainingOutcome, TrainingSettings, train_person
 from glucokit.forecast.series import InsufficientData
+
+Points = list[tuple[datetime, float]]
+
+
+@dataclass(frozen=True)
+class PersonData:
+    glucose: Points = field(default_factory=list)  # mg/dL (CGM, LOINC 99504-3 or 105272-9)
+    carbs: Points = field(default_factory=list)  # g (LOINC 9059-7)
+    insulin: Points = field(default_factory=list)  # [iU] (SNOMED CT 67866001)
 
 
 def evaluate_people(

@@ -1,5 +1,6 @@
-"""The Cloud Run workers' logic: one job runner and the retrain, forecast, pattern and privacy jobs built on it, the
-retrain queue and the service that fills it.
+"""The Cloud Run workers' logic: one job runner and the retrain, forecast, pattern and privacy jobs built on it, and
+the retrain service that fills the queue.
 
-Imports modelops, privacy, fhir, forecast, db and the shared facts; never api, cli or tooling.
+May import modelops, privacy, fhir, forecast, db and the shared facts; never api (the other entry point of its
+layer), cli or tooling (docs/architecture.md).
 """

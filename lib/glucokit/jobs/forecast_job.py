@@ -3,10 +3,9 @@
 A pass lists the persons due a forecast (``private.forecast_due_persons``:
 they consent to forecasting and their latest CGM reading is newer than the
 latest their active model has forecast from), a page at a time in person
-order, takes those of its shard (``CLOUD_RUN_TASK_INDEX`` of
-``CLOUD_RUN_TASK_COUNT``), checks each one's earlier forecasts
-(``monitoring.monitor``) and writes their new forecasts in that person's
-scope (``forecasts.write_forecasts``). The two steps fail apart: a failed
+order, takes those of its task's shard (``runner.Task``), checks each one's
+earlier forecasts (``monitoring.monitor``) and writes their new forecasts in
+that person's scope (``forecasts.write_forecasts``). The two steps fail apart: a failed
 check is reported and the forecast is still written, since users need the
 curve more than the check (which the next pass makes again). Each
 person is visited once per pass; one whose latest hour cannot be forecast (a
@@ -24,73 +23,67 @@ from typing import Final
 from uuid import UUID
 
 from glucokit.db.queries import query
-from glucokit.db.sessions import Connection, as_worker
+from glucokit.db.sessions import Connection
 from glucokit.forecast import HORIZON_MINUTES
-from glucokit.jobs.retrain_job import Shard, stop_reason
+from glucokit.jobs import runner
+from glucokit.jobs.runner import ONE_TASK, Failure, Shard, Task, TaskReport
 from glucokit.modelops import monitoring
 from glucokit.modelops.forecasts import ForecastWrite, write_forecasts
 from glucokit.modelops.model_store import ModelStore
 from glucokit.modelops.monitoring import MonitorReport
 
-PAGE: Final = 500
+# The two steps for a person, which fail apart.
+MONITORING: Final = "monitoring"
+FORECAST: Final = "forecast"
 
 
 @dataclass
-class ForecastJobReport:
+class ForecastJobReport(TaskReport):
     """What one pass of a task did."""
 
     written: list[ForecastWrite] = field(default_factory=list)
-    failed: dict[UUID, str] = field(default_factory=dict)  # person -> why their forecast failed
     monitored: list[MonitorReport] = field(default_factory=list)  # outcomes and model checks, before the forecasts
-    monitor_failed: dict[UUID, str] = field(default_factory=dict)  # person -> why their check failed
-    stopped: str = "every due person visited"
+
+    @property
+    def failed(self) -> dict[UUID, str]:
+        """Person -> why their forecast failed."""
+        return self.task.failed(FORECAST)
+
+    @property
+    def monitor_failed(self) -> dict[UUID, str]:
+        """Person -> why the check of their earlier forecasts failed."""
+        return self.task.failed(MONITORING)
 
     @property
     def points(self) -> int:
         return sum(write.points for write in self.written)
 
 
-def due_persons(conn: Connection, after: UUID | None, limit: int = PAGE) -> list[UUID]:
+def due_persons(conn: Connection, after: UUID | None, limit: int = runner.PAGE) -> list[UUID]:
     """One page of the persons due a forecast, after ``after`` in id order (unscoped)."""
-    with as_worker(conn, None):
-        rows = conn.execute(query("forecast_due_persons"), {"after": after, "limit": limit}).fetchall()
-    persons: list[UUID] = []
-    for (person,) in rows:
-        assert isinstance(person, UUID)
-        persons.append(person)
-    return persons
+    return runner.due_persons(conn, query("forecast_due_persons"), after, limit)
 
 
 def run(
     conn: Connection,
     store: ModelStore,
     *,
-    shard: Shard | None = None,
+    shard: Shard = ONE_TASK,
     horizons: Sequence[int] = HORIZON_MINUTES,
     deadline: float | None = None,
     stop: threading.Event | None = None,
     on_write: Callable[[ForecastWrite], None] | None = None,
 ) -> ForecastJobReport:
     """One pass over the persons due a forecast; ``deadline`` is a ``time.monotonic()`` value."""
-    report = ForecastJobReport()
-    mine = (shard or Shard()).owns
-    after: UUID | None = None
-    while page := due_persons(conn, after):
-        after = page[-1]
-        for person in filter(mine, page):
-            if reason := stop_reason(stop, deadline):
-                report.stopped = reason
-                return report
-            try:
-                report.monitored.append(monitoring.monitor(conn, person))
-            except Exception as failure:
-                report.monitor_failed[person] = repr(failure)
-            try:
-                written = write_forecasts(conn, store, person, horizons=horizons)
-            except Exception as failure:
-                report.failed[person] = repr(failure)
-                continue
-            report.written.append(written)
-            if on_write is not None:
-                on_write(written)
+    report = ForecastJobReport(Task(shard, deadline, stop, stopped="every due person visited"))
+    for person in report.task.persons(lambda after: due_persons(conn, after)):
+        checked = report.task.attempt(person, MONITORING, monitoring.monitor, conn, person)
+        if not isinstance(checked, Failure):
+            report.monitored.append(checked)
+        written = report.task.attempt(person, FORECAST, write_forecasts, conn, store, person, horizons=horizons)
+        if isinstance(written, Failure):
+            continue
+        report.written.append(written)
+        if on_write is not None:
+            on_write(written)
     return report

@@ -17,9 +17,10 @@ Cloud Scheduler and Cloud Tasks send as ``Authorization: Bearer``
 accounts.google.com, not expired, for this service's audience, and naming a
 listed service account whose email Google verified. The token is checked
 before the body is read, so no one else gets a byte of it parsed.
-``verifier_from_environment`` reads the settings; without them the service
-refuses to start, unless local development is asked for explicitly (then it
-checks nothing and the entry point listens on 127.0.0.1 only).
+``verifier`` builds it from the settings (``glucokit.settings.RetrainAuthSettings``);
+without them the service refuses to start, unless local development is asked
+for explicitly (then it checks nothing and the entry point listens on 127.0.0.1
+only).
 
 Answers (errors as RFC 9457 problem+json): 202 with what was queued; 401
 without a valid token for this service; 403 for a valid token of an account
@@ -54,11 +55,11 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
 
-from glucokit.api.auth import LEEWAY_S
 from glucokit.db.sessions import Connection, Purpose, as_worker
 from glucokit.errors import DatabaseUnreachable, GlucokitError
-from glucokit.jobs import retrain_queue
-from glucokit.jobs.retrain_queue import Trigger
+from glucokit.modelops import retrain_queue
+from glucokit.modelops.retrain_queue import Trigger
+from glucokit.settings import LEEWAY_S, RetrainAuthSettings
 
 log = logging.getLogger("glucokit.jobs.retrain_service")
 
@@ -70,10 +71,6 @@ GOOGLE_ISSUERS: Final = frozenset({"https://accounts.google.com", "accounts.goog
 GOOGLE_CERTS_URL: Final = "https://www.googleapis.com/oauth2/v1/certs"
 CERTS_MAX_AGE_S: Final = 300  # kept this long when the response names no Cache-Control max-age
 MAX_SWEEP_HOURS: Final = 10 * 366 * 24  # bounds the interval PostgreSQL gets (a timedelta overflows far later)
-
-AUDIENCE_ENV: Final = "GLUCOKIT_RETRAIN_AUDIENCE"
-INVOKERS_ENV: Final = "GLUCOKIT_RETRAIN_INVOKERS"
-LOCAL_ENV: Final = "GLUCOKIT_RETRAIN_INSECURE_LOCAL"
 
 Certs = Callable[[], Mapping[str, str]]  # key id -> PEM certificate or public key
 
@@ -138,6 +135,8 @@ class OidcVerifier:
             )
         except (ValueError, google.auth.exceptions.GoogleAuthError) as error:
             raise Unauthorized(f"invalid token: {error}") from None
+        except RecursionError:  # google-auth's json.loads on a header nested thousands deep
+            raise Unauthorized("invalid token: its header or claims nest too deeply") from None
         if claims.get("iss") not in GOOGLE_ISSUERS:
             raise Unauthorized(f"the token was not issued by Google (iss {claims.get('iss')!r})")
         email = claims.get("email")
@@ -148,38 +147,12 @@ class OidcVerifier:
         return email
 
 
-def verifier_from_environment(environ: Mapping[str, str]) -> OidcVerifier | None:
-    """The verifier the environment configures; None for local development without authentication.
-    Raises GlucokitError, naming the variable, for missing or malformed settings."""
-    local = environ.get(LOCAL_ENV, "")
-    audiences = _listed(environ.get(AUDIENCE_ENV, ""))
-    invokers = _listed(environ.get(INVOKERS_ENV, "").lower())
-    if local not in ("", "1"):
-        raise GlucokitError(f"{LOCAL_ENV}={local!r}: set it to 1 (local development, no authentication) or unset it")
-    if local:
-        if audiences or invokers:
-            raise GlucokitError(
-                f"{LOCAL_ENV}=1 turns authentication off: unset it, or {AUDIENCE_ENV} and {INVOKERS_ENV}"
-            )
+def verifier(settings: RetrainAuthSettings) -> OidcVerifier | None:
+    """The verifier the settings configure; None for local development without authentication (the settings
+    hold an audience and invokers, or the local switch)."""
+    if settings.retrain_insecure_local:
         return None
-    if not audiences:
-        raise GlucokitError(
-            f"{AUDIENCE_ENV} is required: the service's URL, which the OIDC tokens name as their audience"
-            f" (or {LOCAL_ENV}=1 for local development, without authentication)"
-        )
-    if not invokers:
-        raise GlucokitError(
-            f"{INVOKERS_ENV} is required: the emails of the service accounts that push, schedule and queue tasks,"
-            " comma-separated"
-        )
-    for email in invokers:
-        if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
-            raise GlucokitError(f"{INVOKERS_ENV}: {email!r} is not a service account email")
-    return OidcVerifier(audiences, invokers, GoogleCerts())
-
-
-def _listed(value: str) -> frozenset[str]:
-    return frozenset(item.strip() for item in value.split(",") if item.strip())
+    return OidcVerifier(frozenset(settings.retrain_audience), frozenset(settings.retrain_invokers), GoogleCerts())
 
 
 # --- commands --------------------------------------------------------------------------
@@ -330,7 +303,12 @@ def create_app(connect: Callable[[], Connection], verifier: OidcVerifier | None)
             # Pub/Sub redelivers anything not acknowledged: drop it, loudly.
             log.error("dropped a Pub/Sub message from %s that cannot be queued: %s", invoker, bad)
             return Response(status_code=204)
-        log.info("%s queued for %s", done.model_dump_json(), invoker)
+        ids = (
+            {"person_id": str(done.person_id), "request_id": str(done.request_id)}
+            if isinstance(done, RetrainQueued)
+            else {}
+        )
+        log.info("%s queued for %s", done.model_dump_json(), invoker, extra=ids)
         return done
 
     _error_handlers(app)

@@ -1,5 +1,6 @@
-"""Model operations: the registry, the model store, retraining with champion/challenger, experiments, monitoring,
-day patterns, and the forecast writer that serves the active model.
+"""Model operations: the registry, the model store, retraining with champion/challenger, the retrain queue,
+experiments, monitoring, day patterns, and the forecast writer that serves the active model.
 
-Imports forecast (the ML core), db, fhir-free shared facts; never api, jobs or cli.
+May import forecast (the ML core), db and the shared facts, and its layer's siblings fhir and privacy; never api,
+jobs, cli or tooling (docs/architecture.md).
 """

@@ -37,15 +37,13 @@ from glucokit import __version__
 from glucokit.db.queries import query
 from glucokit.db.sessions import Connection, Purpose, as_worker
 from glucokit.disclaimer import DISCLAIMER_VERSION
-from glucokit.errors import GlucokitError
 from glucokit.fhir.validation import WITHDRAWN
 from glucokit.forecast import HORIZON_MINUTES, ForecastPoint, ForecastState
 from glucokit.forecast.pipeline import GAPPY, forecast_from, reads_events
 from glucokit.forecast.series import micros, timeline
 from glucokit.forecast.windows import LOOKBACK, sources_at
 from glucokit.modelops import registry
-from glucokit.modelops.model_store import ModelStore
-from glucokit.modelops.retrain import load_state
+from glucokit.modelops.model_store import ModelStore, load_state
 from glucokit.units import CARBOHYDRATE_CODE, CGM_CODES, INSULIN_CODE
 
 # After an outage, forecasts are caught up for at most the last day of readings (288 origins at 5 minutes).
@@ -87,19 +85,6 @@ def check_horizons(horizons: Sequence[int]) -> tuple[int, ...]:
             f"forecast horizons must be some of {', '.join(map(str, HORIZON_MINUTES))} minutes; got {list(horizons)}"
         )
     return wanted
-
-
-def horizons_setting(value: str | None) -> tuple[int, ...]:
-    """The horizons a worker writes: all, or the comma-separated minutes of ``value`` (GLUCOKIT_FORECAST_HORIZONS)."""
-    if not value or not value.strip():
-        return HORIZON_MINUTES
-    try:
-        return check_horizons([int(minutes) for minutes in value.split(",")])
-    except ValueError:
-        raise GlucokitError(
-            f"GLUCOKIT_FORECAST_HORIZONS={value!r}: give minutes from {', '.join(map(str, HORIZON_MINUTES))},"
-            " separated by commas"
-        ) from None
 
 
 def write_forecasts(

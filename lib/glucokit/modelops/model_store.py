@@ -7,7 +7,7 @@ bucket's policies decide who may read or write it: workers write only into the
 folder of the person their transaction is scoped to, users read only under
 their own first folder.
 
-Two stores keep the bytes (``from_environment`` picks one):
+Two stores keep the bytes (``from_settings`` picks one):
 
 ``LocalModelStore`` keeps them under a data directory and the rows in the
 database's ``storage.objects`` (the same policies hold locally as on Supabase).
@@ -30,7 +30,7 @@ import hashlib
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -51,7 +51,9 @@ from storage3.exceptions import StorageApiError
 from glucokit.db.queries import query
 from glucokit.db.sessions import Connection
 from glucokit.errors import GlucokitError
+from glucokit.forecast import ForecastState
 from glucokit.project import MODEL_STORE_DIR
+from glucokit.settings import StoreSettings
 
 BUCKET: Final = "models"
 MODEL_TYPE: Final = "glucose-forecast"
@@ -276,23 +278,16 @@ class SupabaseModelStore:
         return remove_unregistered(self, conn, folder)
 
 
-def from_environment(environ: Mapping[str, str] = os.environ) -> ModelStore:
-    """``SupabaseModelStore`` when SUPABASE_URL, SUPABASE_ANON_KEY and SUPABASE_JWT_SECRET are set, else the local one.
-
-    The local store keeps its bytes in MODEL_STORE_DIR (GLUCOKIT_MODEL_DIR). Some
-    but not all of the three is a mistake, named in the error.
-    """
-    values = [environ.get(name, "") for name in SUPABASE_ENVIRONMENT]
-    if not any(values):
-        return LocalModelStore(MODEL_STORE_DIR)
-    missing = [name for name, value in zip(SUPABASE_ENVIRONMENT, values, strict=True) if not value]
-    if missing:
-        raise GlucokitError(
-            f"the Supabase model store needs {', '.join(missing)} too (set all of "
-            f"{', '.join(SUPABASE_ENVIRONMENT)}, or none for the local store)"
+def from_settings(settings: StoreSettings) -> ModelStore:
+    """``SupabaseModelStore`` when the Supabase settings are given (the settings hold all three or none), else the
+    local store, in GLUCOKIT_MODEL_DIR or MODEL_STORE_DIR."""
+    if settings.supabase_url and settings.supabase_anon_key and settings.supabase_jwt_secret:
+        return SupabaseModelStore(
+            settings.supabase_url,
+            settings.supabase_anon_key.get_secret_value(),
+            settings.supabase_jwt_secret.get_secret_value(),
         )
-    url, anon_key, jwt_secret = values
-    return SupabaseModelStore(url, anon_key, jwt_secret)
+    return LocalModelStore(settings.model_dir or MODEL_STORE_DIR)
 
 
 def save_model(store: ModelStore, conn: Connection, folder: str, artifacts: ModelArtifacts) -> str:
@@ -309,3 +304,25 @@ def load_model(store: ModelStore, conn: Connection, folder: str, weights_sha256:
     if sha256(files[WEIGHTS_FILE]) != weights_sha256:
         raise GlucokitError(f"the weights in {folder} are not the ones registered (SHA-256 differs)")
     return ModelArtifacts.from_files(files)
+
+
+class StoredVersion(Protocol):
+    """Where a registered model version's files are (``registry.ModelVersion`` is one; the registry imports this
+    module, so it is named by its shape)."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def storage_path(self) -> str | None: ...
+
+    @property
+    def artifact_sha256(self) -> str | None: ...
+
+
+def load_state(conn: Connection, store: ModelStore, model: StoredVersion) -> ForecastState:
+    """A registered version's forecaster, read back from its files (hash checked)."""
+    if model.storage_path is None or model.artifact_sha256 is None:
+        raise ValueError(f"version {model.version} has no stored files")
+    artifacts = load_model(store, conn, model.storage_path, model.artifact_sha256)
+    return ForecastState.from_saved(artifacts.metadata["forecast_state"], artifacts.weights)

@@ -19,14 +19,15 @@ Euclidean distance; divided by sqrt(48) it is the root mean square difference of
 the two profiles in mg/dL, which is what ``similar_days`` reports.
 
 Workers write the patterns in the person's scope for ``Purpose.PATTERN_SEARCH``
-(``refresh``, ``refresh_due``); the signed-in owner reads them (``similar_days``).
+(``refresh``; the pattern job, ``jobs.pattern_job``, refreshes every person
+due); the signed-in owner reads them (``similar_days``).
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Final
@@ -49,7 +50,6 @@ SLOTS: Final = 24 * 60 // SLOT_MINUTES  # the dimension of public.day_pattern.em
 READING_MINUTES: Final = 5
 MIN_COVERAGE: Final = 0.7
 MAX_FILLED_SLOTS: Final = 2  # one hour
-PAGE: Final = 500
 MAX_SIMILAR: Final = 100  # the most similar days one request returns
 
 Profile = npt.NDArray[np.float32]
@@ -201,39 +201,6 @@ def refresh(conn: Connection, person_id: UUID, *, full: bool = False, reason: st
         removed = conn.execute(query("patterns_remove"), {"person_id": person_id, "from": first, "keep": days})
         report.removed = removed.rowcount
     return report
-
-
-@dataclass
-class RefreshRun:
-    """What one pass over the persons due day patterns did."""
-
-    refreshed: list[Refresh] = field(default_factory=list)
-    failed: dict[UUID, str] = field(default_factory=dict)  # person -> error
-
-
-def due_persons(conn: Connection, after: UUID | None, limit: int = PAGE) -> list[UUID]:
-    """One page of the persons due day patterns, after ``after`` in id order (unscoped)."""
-    with as_worker(conn, None):
-        rows = conn.execute(query("patterns_due_persons"), {"after": after, "limit": limit}).fetchall()
-    return [person for (person,) in rows if isinstance(person, UUID)]
-
-
-def refresh_due(conn: Connection, on_refresh: Callable[[Refresh], None] | None = None) -> RefreshRun:
-    """Refresh every consenting person with ended days after their newest pattern, one transaction each."""
-    run = RefreshRun()
-    after: UUID | None = None
-    while page := due_persons(conn, after):
-        after = page[-1]
-        for person in page:
-            try:
-                done = refresh(conn, person, reason="day patterns of new days")
-            except Exception as failure:
-                run.failed[person] = repr(failure)
-                continue
-            run.refreshed.append(done)
-            if on_refresh is not None:
-                on_refresh(done)
-    return run
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from glucokit.modelops.experiments import Assignment
 from glucokit.modelops.model_store import (
     ModelArtifacts,
     ModelStore,
-    load_model,
+    load_state,
     model_folder,
     person_folder,
     save_model,
@@ -100,14 +100,6 @@ def _metrics(outcome: TrainingOutcome) -> dict[str, float]:
         for minutes in (30, 60)
     }
     return headline(outcome.test[outcome.champion]) | baselines
-
-
-def load_state(conn: Connection, store: ModelStore, model: ModelVersion) -> ForecastState:
-    """A registered version's forecaster, read back from its files (hash checked)."""
-    if model.storage_path is None or model.artifact_sha256 is None:
-        raise ValueError(f"version {model.version} has no stored files")
-    artifacts = load_model(store, conn, model.storage_path, model.artifact_sha256)
-    return ForecastState.from_saved(artifacts.metadata["forecast_state"], artifacts.weights)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
 """Privacy: consent per purpose, the audit log, erasure and the export of everything about a person (GDPR).
 
-Imports modelops, fhir, db and the shared facts; never api, jobs or cli.
+May import forecast, db and the shared facts, and its layer's siblings modelops and fhir; never api, jobs, cli or
+tooling (docs/architecture.md).
 """

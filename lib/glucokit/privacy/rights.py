@@ -3,7 +3,8 @@
 The database enforces consent (migration 20261122121200): a worker reaches a
 person's rows only through ``private.begin_person_scope(person, purpose,
 reason)``, which refuses a purpose the person does not consent to and writes
-the audit log. This module is what owners and the privacy job call:
+the audit log. This module is what owners and the privacy job
+(``jobs.privacy_job``) call:
 
 - owners (as the signed-in user, under row-level security) grant and
   withdraw consent, read the audit log, delete a person and export
@@ -17,9 +18,8 @@ the audit log. This module is what owners and the privacy job call:
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -34,11 +34,9 @@ from glucokit.db.queries import query
 from glucokit.db.sessions import Connection, Purpose, as_user, as_worker, require_person
 from glucokit.errors import GlucokitError
 from glucokit.fhir import export
-from glucokit.jobs.retrain_job import stop_reason
 from glucokit.modelops.model_store import METADATA_FILE, ModelStore
 from glucokit.privacy.consent import CONSENT_PURPOSES
 
-PAGE: Final = 500
 # What the export's records file is, and its version.
 RECORDS_FORMAT: Final = "glucokit-person-records/1"
 
@@ -186,23 +184,8 @@ def export_everything(
 
 
 # -----------------------------------------------------------------------------
-# The privacy job
+# The privacy job's work for one person
 # -----------------------------------------------------------------------------
-@dataclass
-class PrivacyReport:
-    erased: dict[UUID, list[str]] = field(default_factory=dict)  # person -> files removed
-    models_removed: dict[UUID, int] = field(default_factory=dict)  # person -> model versions removed
-    failed: dict[UUID, str] = field(default_factory=dict)
-    stopped: str = "no work left"
-
-
-def pending(conn: Connection, limit: int = PAGE) -> list[tuple[UUID, str]]:
-    """Pending erasures and model removals, oldest first (unscoped)."""
-    with as_worker(conn, None):
-        rows = conn.execute(query("pending_privacy_work"), {"limit": limit}).fetchall()
-    return [(UUID(str(person)), str(work)) for person, work in rows]
-
-
 def erase_files(conn: Connection, store: ModelStore, person_id: UUID) -> list[str]:
     """Removes a deleted person's files, then the last marker of them; returns the files."""
     with as_worker(conn, person_id, Purpose.DELETION, "erasure of a deleted person's files"):
@@ -227,31 +210,3 @@ def _scoped_folder(conn: Connection) -> str:
     if row is None or row[0] is None:
         raise GlucokitError("no storage folder for the person in scope")
     return str(row[0])
-
-
-def run(
-    conn: Connection,
-    store: ModelStore,
-    *,
-    deadline: float | None = None,
-    stop: threading.Event | None = None,
-    on_done: Callable[[UUID, str], None] | None = None,
-) -> PrivacyReport:
-    """Works through pending erasures and model removals until none is left; ``deadline`` is ``time.monotonic()``."""
-    report = PrivacyReport()
-    while work := [item for item in pending(conn) if item[0] not in report.failed]:
-        for person_id, kind in work:
-            if reason := stop_reason(stop, deadline):
-                report.stopped = reason
-                return report
-            try:
-                if kind == "erasure":
-                    report.erased[person_id] = erase_files(conn, store, person_id)
-                else:
-                    report.models_removed[person_id] = remove_models(conn, store, person_id)
-            except Exception as failure:
-                report.failed[person_id] = repr(failure)
-                continue
-            if on_done is not None:
-                on_done(person_id, kind)
-    return report

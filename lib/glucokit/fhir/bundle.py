@@ -1,9 +1,9 @@
-"""A FHIR collection Bundle's CGM readings, carbohydrate intakes and insulin deliveries as (time, amount) lists."""
+"""A FHIR collection Bundle's CGM readings, carbohydrate intakes and insulin deliveries as a person's data for the
+ML core (glucokit evaluate, the benchmarks): validated as ingest validates, without a database."""
 
 from __future__ import annotations
 
 import gzip
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,16 +11,8 @@ from typing import Any
 import orjson
 
 from glucokit.fhir.validation import WITHDRAWN, ObservationValidator, Reading
+from glucokit.forecast.evaluation import PersonData
 from glucokit.units import CARBOHYDRATE_CODE, CGM_CODES, INSULIN_CODE
-
-Points = list[tuple[datetime, float]]
-
-
-@dataclass(frozen=True)
-class PersonData:
-    glucose: Points = field(default_factory=list)  # mg/dL (CGM, LOINC 99504-3 or 105272-9)
-    carbs: Points = field(default_factory=list)  # g (LOINC 9059-7)
-    insulin: Points = field(default_factory=list)  # [iU] (SNOMED CT 67866001)
 
 
 def from_bundle(bundle: dict[str, Any]) -> PersonData:

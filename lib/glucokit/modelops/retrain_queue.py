@@ -78,7 +78,14 @@ class RetryOutcome(StrEnum):
 
 
 class RateLimited(GlucokitError):
-    """The owner asked for a retrain of this person too recently."""
+    """The owner asked for a retrain of this person too recently.
+
+    ``refusal`` is the database's error (SQLSTATE PT429): the API answers it as it answers every refusal of the
+    database, in the database's words."""
+
+    def __init__(self, refusal: psycopg.Error) -> None:
+        super().__init__(_message(refusal))
+        self.refusal = refusal
 
 
 class ClaimLost(GlucokitError):
@@ -161,7 +168,7 @@ def request(conn: Connection, person_id: UUID, reason: str | None = None) -> UUI
         row = conn.execute(query("retrain_request"), {"person_id": person_id, "reason": reason}).fetchone()
     except psycopg.Error as exc:
         if exc.sqlstate == RATE_LIMITED:
-            raise RateLimited(_message(exc)) from exc
+            raise RateLimited(exc) from exc
         raise
     return _uuid(_one(row))
 
@@ -222,19 +229,19 @@ def claim(conn: Connection, msg_id: int, lease_seconds: int | None = None) -> Cl
 def extend(conn: Connection, held: Claim, lease_seconds: int | None = None) -> datetime:
     """Extends a live claim (heartbeat); the new end of its lease. Raises ClaimLost."""
     parameters = {"msg_id": held.msg_id, "attempt": _attempt(held), "lease_seconds": lease_seconds}
-    return _datetime(_one(_held(conn, "retrain_extend_lease", parameters)))
+    return _datetime(_one(_held(conn, query("retrain_extend_lease"), parameters)))
 
 
 def complete(conn: Connection, held: Claim, training_run_id: UUID | None = None) -> bool:
     """The retrain is done: its message is deleted. False when the person was deleted meanwhile. Raises ClaimLost."""
     parameters = {"msg_id": held.msg_id, "attempt": _attempt(held), "training_run_id": training_run_id}
-    return bool(_one(_held(conn, "retrain_complete", parameters)))
+    return bool(_one(_held(conn, query("retrain_complete"), parameters)))
 
 
 def retry(conn: Connection, held: Claim, error: str) -> Retry:
     """The retrain raised: it is retried after a backoff, or failed for good after its last attempt. Raises
     ClaimLost."""
-    row = _held(conn, "retrain_retry", {"msg_id": held.msg_id, "attempt": _attempt(held), "error": error})
+    row = _held(conn, query("retrain_retry"), {"msg_id": held.msg_id, "attempt": _attempt(held), "error": error})
     if row is None:
         raise GlucokitError("private.retry_retrain returned no row")
     outcome, at = row
@@ -245,7 +252,7 @@ def fail(conn: Connection, held: Claim, error: str, training_run_id: UUID | None
     """The retrain failed for a reason no retry can mend: failed at once, its message archived. False when the
     person was deleted meanwhile. Raises ClaimLost."""
     parameters = {"msg_id": held.msg_id, "attempt": _attempt(held), "error": error, "training_run_id": training_run_id}
-    return bool(_one(_held(conn, "retrain_fail", parameters)))
+    return bool(_one(_held(conn, query("retrain_fail"), parameters)))
 
 
 def dead_letters(conn: Connection, limit: int = 20) -> list[DeadLetter]:
@@ -276,9 +283,9 @@ def metrics(conn: Connection) -> Metrics:
     )
 
 
-def _held(conn: Connection, name: str, parameters: Mapping[str, object]) -> tuple[object, ...] | None:
+def _held(conn: Connection, sql: bytes, parameters: Mapping[str, object]) -> tuple[object, ...] | None:
     try:
-        return conn.execute(query(name), parameters).fetchone()
+        return conn.execute(sql, parameters).fetchone()
     except psycopg.Error as exc:
         if exc.sqlstate == CLAIM_LOST:
             raise ClaimLost(_message(exc)) from exc
