@@ -339,14 +339,16 @@ def test_every_route_answers_with_the_header_policy(client: TestClient, people: 
         ("GET", "/v1/persons/{person_id}/chart"): None,
         ("PUT", "/v1/forecasts/{prediction_id}/feedback"): {"rating": "up"},
         ("POST", "/v1/persons/{person_id}/observations"): None,
+        ("POST", "/v1/persons/{person_id}/imports/{export_format}"): None,
         ("GET", "/v1/persons/{person_id}/days/{day}/similar"): None,
+        ("GET", "/v1/persons/{person_id}/cgm-summary"): {"from": "2026-10-14T00:00:00Z", "to": "2026-10-16T00:00:00Z"},
         ("GET", "/openapi.json"): None,
     }
     document = client.get("/openapi.json").json()
     routes = {(method.upper(), path) for path, operations in document["paths"].items() for method in operations}
     assert routes | {("GET", "/openapi.json")} == set(calls)  # a new route must be added here
     for (method, template), extra in calls.items():
-        path = template.format(person_id=alice.person, prediction_id=point, day="2026-10-14")
+        path = template.format(person_id=alice.person, prediction_id=point, day="2026-10-14", export_format="libreview")
         for auth in (headers, {}):
             if method == "GET":
                 response = client.get(path, params=extra, headers=auth)

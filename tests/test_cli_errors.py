@@ -19,6 +19,7 @@ from glucokit.cli import data as data_commands
 from glucokit.cli import db as db_commands
 from glucokit.cli import experiments as experiment_commands
 from glucokit.cli import main as cli
+from glucokit.cli import summary as summary_commands
 from glucokit.cli.common import EXIT_MEANINGS, Exit
 from glucokit.db.sessions import Connection
 from glucokit.errors import DatabaseUnreachable
@@ -74,6 +75,7 @@ def _arguments(parser: argparse.ArgumentParser, tmp_path: Path, person: str, *, 
         float: "1",
         date.fromisoformat: "2026-11-20",
         experiment_commands._variant_spec: "a=ridge",
+        summary_commands._moment: "2026-11-20T00:00:00Z",
     }
     chosen = [
         next(

@@ -28,7 +28,7 @@ import pytest
 from glucokit.db.sessions import Connection, Purpose, as_user, as_worker
 from glucokit.fhir.bundle import from_bundle
 from glucokit.forecast import TrainingSettings
-from glucokit.forecast.metrics import band
+from glucokit.forecast.bands import band
 from glucokit.forecast.pipeline import predict_windows, reads_events, restore
 from glucokit.forecast.series import moment, prepare
 from glucokit.forecast.windows import sources_at, windows

@@ -96,7 +96,8 @@ def saved(state: ForecastState) -> ForecastState:
 
 
 def test_outcome_describes_the_training(outcome: TrainingOutcome) -> None:
-    assert outcome.windows == {"train": 8 * 288 - 23, "validation": 2 * 288 - 23, "test": 4 * 288 + 1 - 23}
+    # 4,010 usable windows 8:2:4 by count, less the 23 before each boundary that would predict past it.
+    assert outcome.windows == {"train": 2291 - 23, "validation": 2864 - 2291 - 23, "test": 4010 - 2864}
     assert set(outcome.test) == {"persistence", "ar2", "ridge", "ridge_events", "network"}
     assert set(outcome.validation) == set(outcome.test) == set(outcome.hyperparameters)
     assert outcome.champion in outcome.test
@@ -204,9 +205,9 @@ def test_forecast_from_the_saved_state(person: Person, outcome: TrainingOutcome)
     expected = restore(outcome.state.model).predict(history(series, np.array([len(series) - 1])))[0]
     np.testing.assert_allclose([point.value for point in points], expected, rtol=0, atol=1e-9)
     for point, q in zip(points, outcome.quantiles, strict=True):
-        assert point.low == pytest.approx(max(point.value - q, 0.0))
-        assert point.high == pytest.approx(point.value + q)
-        assert 10 <= point.value <= 1000
+        assert point.low == pytest.approx(max(point.value - q, 40.0))
+        assert point.high == pytest.approx(min(point.value + q, 400.0))
+        assert 40 <= point.low <= point.value <= point.high <= 400
 
 
 def test_forecast_from_the_last_hour_reads_four_hours_of_events(person: Person, outcome: TrainingOutcome) -> None:
@@ -246,7 +247,7 @@ def test_too_little_data_raises_insufficient_data() -> None:
 def test_too_many_gaps_raise_insufficient_data() -> None:
     # Three days of readings, but a 20-minute hole every hour: no two-hour window is whole.
     gappy = [(m, v) for i, (m, v) in enumerate(synthetic_person(4).glucose) if i % 12 not in (0, 1, 2)]
-    with pytest.raises(InsufficientData, match="usable train windows"):
+    with pytest.raises(InsufficientData, match="usable windows"):
         train_person(gappy)
 
 
@@ -272,7 +273,8 @@ def test_a_slice_of_the_simulated_fixture_trains() -> None:
         return [(moment, value) for moment, value in points if moment < end]
 
     outcome = train_person(until_end(data.glucose), until_end(data.carbs), until_end(data.insulin))
-    assert outcome.windows["train"] == round(863 * 8 / 14) - 23  # 3 days of readings span 863 steps
+    # 3 days: 864 readings, 841 usable windows; 8/14 of them, less the 23 before validation.
+    assert outcome.windows["train"] == round(841 * 8 / 14) - 23
     assert outcome.test[outcome.champion].at(30)["rmse"] < outcome.test["persistence"].at(30)["rmse"]
 
 

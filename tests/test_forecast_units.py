@@ -15,9 +15,10 @@ import pytest
 
 from glucokit.errors import GlucokitError
 from glucokit.forecast import InsufficientData, clarke_zones, conformal_quantile
+from glucokit.forecast.bands import band
 from glucokit.forecast.candidates import AR2, Persistence, Ridge, rmse
 from glucokit.forecast.features import FeatureSpec
-from glucokit.forecast.metrics import band, evaluate
+from glucokit.forecast.metrics import evaluate
 from glucokit.forecast.pipeline import calibrate
 from glucokit.forecast.series import Reading, micros, prepare, resample, timeline
 from glucokit.forecast.windows import (
@@ -75,7 +76,8 @@ def test_duplicates_keep_one_reading_per_point() -> None:
     ]
     series = resample(readings)
     assert series.glucose.tolist() == [100.0, 110.0, 120.0, 140.0]
-    assert series.report.duplicates == 2
+    assert (series.report.duplicates, series.report.crowded) == (1, 1)
+    assert series.report.dropped() == {"duplicate timestamp": 1, "a second reading on one 5-minute point": 1}
 
 
 def test_out_of_range_and_non_numbers_are_dropped() -> None:
@@ -131,7 +133,7 @@ def test_naive_times_are_refused() -> None:
 
 
 def test_less_than_two_days_is_insufficient() -> None:
-    with pytest.raises(InsufficientData, match=r"575 valid readings \(2.00 days.*at least 2 days \(576"):
+    with pytest.raises(InsufficientData, match=r"575 valid readings \(1.99 days.*at least 2 days \(576"):
         prepare(steady(575))
     assert len(prepare(steady(576))) == 576
     with pytest.raises(InsufficientData, match="no glucose readings"):
@@ -162,12 +164,14 @@ def test_windows_are_gap_aware() -> None:
 def test_split_is_chronological_without_windows_across_boundaries() -> None:
     series = prepare(steady(14 * 288 + 1))
     parts = split(series)
-    # Days 1-8, 9-10 and 11-14 of a 14-day series.
-    assert parts.bounds == ((0, 8 * 288), (8 * 288, 10 * 288), (10 * 288, 14 * 288 + 1))
+    # 4,010 usable windows cut 8:2:4 by count, at windows 2,291 and 2,864 (about days 8 and 10); a split starts at
+    # its first window's first input.
+    assert parts.bounds == ((0, 2291), (2291, 2864), (2864, 14 * 288 + 1))
     for (start, stop), found in zip(parts.bounds, (parts.train, parts.validation, parts.test), strict=True):
         assert found.end.min() - INPUT_STEPS + 1 == start
         assert found.end.max() + HORIZONS == stop - 1
-    assert parts.counts() == {"train": 8 * 288 - 23, "validation": 2 * 288 - 23, "test": 4 * 288 + 1 - 23}
+    # The 23 windows before each boundary whose targets reach past it are left out.
+    assert parts.counts() == {"train": 2291 - 23, "validation": 2864 - 2291 - 23, "test": 4010 - 2864}
     assert parts.train.end.max() + HORIZONS < parts.validation.end.min() - INPUT_STEPS + 1
 
 
@@ -325,10 +329,10 @@ def test_bands_cover_nominally_on_a_stationary_process() -> None:
     assert np.abs(np.array(coverage) - 0.8).max() < 0.02
 
 
-def test_band_is_never_negative() -> None:
-    low, high = band(np.array([20.0, 100.0]), np.array([30.0, 30.0]))
-    assert low.tolist() == [0.0, 70.0]
-    assert high.tolist() == [50.0, 130.0]
+def test_band_stays_within_what_a_sensor_reads() -> None:
+    low, high = band(np.array([20.0, 100.0, 390.0]), np.array([30.0, 30.0, 30.0]))
+    assert low.tolist() == [40.0, 70.0, 360.0]
+    assert high.tolist() == [70.0, 130.0, 400.0]
 
 
 def test_metrics_of_known_errors() -> None:

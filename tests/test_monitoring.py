@@ -8,11 +8,16 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+import numpy as np
+import psycopg
 import pytest
 
 from fhir_samples import START, bundle, cgm
-from glucokit.db.sessions import Connection, as_user
-from glucokit.modelops import monitoring
+from glucokit.db.sessions import Connection, Purpose, as_user, as_worker
+from glucokit.forecast import HORIZON_MINUTES, ForecastState, ModelState
+from glucokit.forecast.bands import start, track
+from glucokit.forecast.metrics import grmse
+from glucokit.modelops import band_state, monitoring
 from owners import Owner, ingest
 
 T0 = START  # cgm(n) is a reading at T0 + 5n minutes
@@ -211,3 +216,99 @@ def test_monitoring_needs_consent_to_forecasting(conn: Connection, owner: Owner)
         conn.execute("update public.consent set withdrawn_at = now() where purpose = 'forecasting'")
     with pytest.raises(Exception, match="has not consented to forecasting"):
         monitoring.monitor(conn, owner.person, now=NOW)
+
+
+# ---- adaptive bands and clinical accuracy ------------------------------------
+
+
+def served_state(quantile: float) -> ForecastState:
+    """A trained state whose band half-width is ``quantile`` at every horizon."""
+    return ForecastState(ModelState("persistence", {}, {}), (quantile,) * len(HORIZON_MINUTES), 0.8, "UTC")
+
+
+def bands_of(conn: Connection, owner: Owner, model: UUID) -> dict[int, band_state.HorizonBand]:
+    with as_worker(conn, owner.person, Purpose.FORECASTING, "test: band state"):
+        return band_state.read(conn, model)
+
+
+def test_a_model_serves_its_trained_band_first_and_each_outcome_moves_it(conn: Connection, owner: Owner) -> None:
+    model = active_model(conn, owner, trained_until=T0 - timedelta(minutes=30))
+    with as_worker(conn, owner.person, Purpose.FORECASTING, "test: serve"):
+        assert band_state.serving(conn, model, served_state(15.0)).quantiles == (15.0,) * len(HORIZON_MINUTES)
+    # Readings of 120 mg/dL; 30-minute forecasts of 120 (inside their band of +-15) and of 150 (outside).
+    ingest(conn, owner, bundle(*(cgm(n, 120) for n in range(10))))
+    for n, value in enumerate([120, 150, 150, 120, 150, 120, 120, 150, 150, 150]):
+        forecast_point(conn, owner, model, T0 + timedelta(minutes=5 * n), value, (value - 15, value + 15))
+    assert monitoring.monitor(conn, owner.person, now=NOW).outcomes == 10
+    misses = [False, True, True, False, True, False, False, True, True, True]  # in order of target time
+    width, step = start(15.0)
+    thirty = bands_of(conn, owner, model)[30]
+    assert thirty.half_width == pytest.approx(track(width, step, 0.8, misses), abs=1e-4)  # stored as real
+    assert (thirty.outcomes, thirty.misses) == (10, 6)
+    assert thirty.half_width > 15  # six misses in ten: wider
+    # The other horizons had no outcome and stay; the next forecasts are served with what was learned.
+    assert bands_of(conn, owner, model)[60].half_width == 15
+    with as_worker(conn, owner.person, Purpose.FORECASTING, "test: serve again"):
+        served = band_state.serving(conn, model, served_state(15.0)).quantiles
+    assert served[HORIZON_MINUTES.index(30)] == pytest.approx(thirty.half_width)
+    # Outcomes are learned from once.
+    assert monitoring.monitor(conn, owner.person, now=NOW).outcomes == 0
+    assert bands_of(conn, owner, model)[30] == thirty
+
+
+def test_outcomes_of_a_model_that_never_served_an_adaptive_band_teach_nothing(conn: Connection, owner: Owner) -> None:
+    model = active_model(conn, owner, trained_until=T0 - timedelta(minutes=30))
+    ingest(conn, owner, bundle(cgm(1, 120)))
+    forecast_point(conn, owner, model, T0 + timedelta(minutes=5), 150, (140, 160))
+    assert monitoring.monitor(conn, owner.person, now=NOW).outcomes == 1
+    assert bands_of(conn, owner, model) == {}
+
+
+def test_band_state_is_the_workers_alone_and_only_in_scope(conn: Connection, make_owner: Callable[[], Owner]) -> None:
+    owner, other = make_owner(), make_owner()
+    model = active_model(conn, owner, trained_until=T0 - timedelta(minutes=30))
+    with as_worker(conn, owner.person, Purpose.FORECASTING, "test: serve"):
+        band_state.serving(conn, model, served_state(15.0))
+    # Users see neither the table nor the functions.
+    for statement in (
+        "select * from private.band_state",
+        f"select * from private.read_band_state('{model}')",
+    ):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), as_user(conn, owner.user):
+            conn.execute(statement)
+    # A worker reaches it only in a person's scope, and only that person's models.
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), as_worker(conn, None):
+        conn.execute("select * from private.band_state")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="in the person's scope"), as_worker(conn, None):
+        band_state.read(conn, model)
+    assert bands_of(conn, other, model) == {}
+    with (
+        pytest.raises(psycopg.errors.NoDataFound, match="not a model of the person in scope"),
+        as_worker(conn, other.person, Purpose.FORECASTING, "test: another person's model"),
+    ):
+        band_state.save(conn, model, {30: band_state.HorizonBand(1.0, 1.0, 0, 0)})
+    assert bands_of(conn, owner, model)[30].half_width == 15
+
+
+def test_the_daily_rollup_has_grmse_and_the_detection_of_lows_and_highs(conn: Connection, owner: Owner) -> None:
+    readings = [40, 100, 200, 65, 250, 60]
+    forecasts = [60, 110, 170, 100, 190, 65]
+    ingest(conn, owner, bundle(*(cgm(n + 1, value) for n, value in enumerate(readings))))
+    model = active_model(conn, owner, trained_until=T0 - timedelta(minutes=30))
+    for n, value in enumerate(forecasts):
+        forecast_point(conn, owner, model, T0 + timedelta(minutes=5 * (n + 1)), value, (value - 5, value + 5))
+    monitoring.monitor(conn, owner.person, now=NOW)
+    with as_user(conn, owner.user):
+        row = conn.execute(
+            "select outcomes, grmse_mg_dl, lows, lows_forecast, lows_detected, highs, highs_forecast, highs_detected"
+            " from public.model_daily_accuracy where person_id = %s",
+            (owner.person,),
+        ).fetchone()
+    assert row is not None
+    assert row[0] == 6
+    # The same gRMSE as the metric evaluation reports.
+    expected = float(grmse(np.array(readings, dtype=np.float64), np.array(forecasts, dtype=np.float64)))
+    assert float(str(row[1])) == pytest.approx(expected)
+    assert expected > math.sqrt(np.mean((np.array(forecasts) - np.array(readings)) ** 2))  # the penalties count
+    # Lows: 40, 65, 60 read; 60 and 65 forecast low; 40->60 and 60->65 both. Highs: 200, 250 read; 190 forecast.
+    assert row[2:] == (3, 2, 2, 2, 1, 1)

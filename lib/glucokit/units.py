@@ -24,6 +24,17 @@ MG_DL_PER_MMOL_L: Final = Decimal("18.016")
 # same bounds are the observation_glucose_in_mg_dl check of the schema.
 GLUCOSE_RANGE_MG_DL: Final = (Decimal(10), Decimal(1000))
 
+# What a CGM sensor reports, in mg/dL: Dexcom G6/G7 and FreeStyle Libre show
+# readings outside 40-400 as LOW or HIGH instead of a number. Forecast values
+# and their bands are held inside it: a forecast beyond what the sensor can
+# read could never be checked against a reading.
+SENSOR_RANGE_MG_DL: Final = (Decimal(40), Decimal(400))
+
+# The consensus target range, mg/dL: below 70 is a low, above 180 a high
+# (Battelino et al., "Clinical targets for continuous glucose monitoring data
+# interpretation", Diabetes Care 2019;42:1593-1603).
+TARGET_RANGE_MG_DL: Final = (Decimal(70), Decimal(180))
+
 # LOINC codes of glucose readings and the unit each is reported in.
 GLUCOSE_CODES: Final[dict[str, str]] = {
     "99504-3": MG_DL,  # Glucose [Mass/volume] in Interstitial fluid (CGM)

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import IO, Annotated, Any, Final
+from typing import IO, Annotated, Any, Final, cast
 from uuid import UUID, uuid4
 
 import psycopg
@@ -39,6 +39,7 @@ from glucokit.api import reads
 from glucokit.api.auth import Caller, TokenVerifier, Unauthorized
 from glucokit.api.chart import ChartFormat, render
 from glucokit.api.models import (
+    CgmSummaryReport,
     Disclaimer,
     Feedback,
     FeedbackIn,
@@ -60,7 +61,9 @@ from glucokit.db.queries import query
 from glucokit.db.sessions import Connection, as_role
 from glucokit.disclaimer import DISCLAIMER, DISCLAIMER_VERSION, Language
 from glucokit.errors import GlucokitError
-from glucokit.fhir import ingest
+from glucokit.fhir import importers, ingest
+from glucokit.fhir import summary as cgm_summary
+from glucokit.fhir.importers.common import person_time_zone
 from glucokit.fhir.resources import FhirVersion
 from glucokit.modelops import experiments, patterns, retrain_queue
 
@@ -81,11 +84,18 @@ SPOOL_BYTES: Final = ingest.MIB
 SMALLINT_MAX: Final = 32767  # prediction.horizon_minutes is a smallint
 # Every body but an upload's: the JSON bodies this API takes are a few hundred bytes (a 2,000-character comment).
 MAX_BODY_BYTES: Final = 64 * 1024
-UPLOAD_PATH: Final = re.compile(r"/v1/persons/[^/]+/observations")
+UPLOAD_PATH: Final = re.compile(r"/v1/persons/[^/]+/(observations|imports/[^/]+)")
 MAX_PAGE: Final = 1000
 MAX_RANGE: Final = timedelta(days=31)
 NDJSON_TYPES: Final = ("application/x-ndjson", "application/fhir+ndjson", "application/ndjson")
 JSON_TYPES: Final = ("application/fhir+json", "application/json")
+# The content types each export is sent as (a browser may label a CSV file either way).
+IMPORT_TYPES: Final[dict[importers.Format, tuple[str, ...]]] = {
+    "nightscout": ("application/json",),
+    "dexcom-clarity": ("text/csv", "application/vnd.ms-excel"),
+    "libreview": ("text/csv", "application/vnd.ms-excel"),
+    "apple-health": ("application/xml", "text/xml"),
+}
 
 
 class Problem(Exception):
@@ -321,17 +331,31 @@ async def upload_observations(
     if content_type not in (*JSON_TYPES, *NDJSON_TYPES):
         accepted = " or ".join((*JSON_TYPES, *NDJSON_TYPES))
         raise Problem(415, "Unsupported Media Type", f"send {accepted}, not {content_type or 'no content type'}")
+    async with _received_body(
+        request,
+        service,
+        who,
+        person_id,
+        "send the observations in parts (NDJSON files of any size stream with `glucokit ingest`)",
+    ) as body:
+        return await run_in_threadpool(
+            _ingest, service, who, person_id, body=body, ndjson=content_type in NDJSON_TYPES, fhir_version=fhir_version
+        )
+
+
+@asynccontextmanager
+async def _received_body(
+    request: Request, service: _Service, who: Caller, person_id: UUID, advice: str
+) -> AsyncIterator[IO[bytes]]:
+    """An upload's body spooled to a file (memory up to SPOOL_BYTES, then disk) under the upload limit, read only
+    once the caller is known to own the person: a stranger's upload costs nothing."""
     limit = service.settings.ingest_limits.max_document_bytes
-    too_large = (
-        f"above the limit of {limit} bytes per upload: send the observations in parts "
-        "(NDJSON files of any size stream with `glucokit ingest`)"
-    )
+    too_large = f"above the limit of {limit} bytes per upload: {advice}"
     declared = request.headers.get("content-length")
     if declared is not None and not (declared.isascii() and declared.isdigit()):
         raise Problem(400, "Bad Request", "Content-Length is not a number of bytes")
     if declared is not None and (len(declared) > len(str(limit)) or int(declared) > limit):
         raise Problem(413, "Content Too Large", f"{declared} bytes is {too_large}")
-    # The person is checked before a byte of the body is read: a stranger's upload costs nothing.
     await run_in_threadpool(_check_person, service, who, person_id)
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as body:
         received = 0
@@ -340,9 +364,39 @@ async def upload_observations(
             if received > limit:
                 raise Problem(413, "Content Too Large", f"the body is {too_large}; nothing was stored")
             body.write(chunk)
-        return await run_in_threadpool(
-            _ingest, service, who, person_id, body=body, ndjson=content_type in NDJSON_TYPES, fhir_version=fhir_version
-        )
+        body.seek(0)
+        yield cast(IO[bytes], body)
+
+
+@router.post("/v1/persons/{person_id}/imports/{export_format}", tags=["fhir"])
+async def import_export(
+    person_id: UUID, export_format: importers.Format, request: Request, service: Service, who: SignedIn
+) -> IngestResult:
+    """Store an export: Nightscout entries or carbohydrate and insulin records (application/json), a Dexcom
+    Clarity or LibreView CSV export (text/csv), or Apple Health's export.xml (application/xml). Each record becomes
+    a FHIR Observation and is stored like an upload's; each rejected record is listed with its row and reasons and
+    kept in the quarantine; local times without zone are read in the person's time zone."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    accepted = IMPORT_TYPES[export_format]
+    if content_type not in accepted:
+        raise Problem(
+            415, "Unsupported Media Type",
+            f"send a {export_format} export as {' or '.join(accepted)}, not {content_type or 'no content type'}",
+        )  # fmt: skip
+    async with _received_body(
+        request, service, who, person_id, "send the export in parts (files of any size import with `glucokit import`)"
+    ) as body:
+        return await run_in_threadpool(_import, service, who, person_id, body=body, export_format=export_format)
+
+
+def _import(
+    service: _Service, who: Caller, person_id: UUID, *, body: IO[bytes], export_format: importers.Format
+) -> IngestResult:
+    with service.pool.connection() as conn:
+        zone = person_time_zone(conn, who.user_id, person_id)
+        run = ingest.Ingest([conn], user_id=who.user_id, person_id=person_id, limits=service.settings.ingest_limits)
+        report = run.resources(importers.records(export_format, body, zone), source=f"{export_format} import")
+    return _ingest_result(person_id, report)
 
 
 def _check_person(service: _Service, who: Caller, person_id: UUID) -> None:
@@ -362,6 +416,10 @@ def _ingest(
             report = run.received(body, source="upload", ndjson=ndjson)
         except GlucokitError as refused:
             raise Problem(422, "Unprocessable Content", str(refused)) from None
+    return _ingest_result(person_id, report)
+
+
+def _ingest_result(person_id: UUID, report: ingest.IngestReport) -> IngestResult:
     rejections = [Rejected(position=r.position, problems=[str(p) for p in r.problems]) for r in report.rejections]
     return IngestResult(
         person_id=person_id, entries=report.entries, stored=report.stored, new=report.inserted,
@@ -380,6 +438,21 @@ def similar_days(
     if found is None:
         raise Problem(404, "Not Found", f"person {person_id} has no day pattern for {day}")
     return SimilarDays(person_id=person_id, day=day, days=found)
+
+
+@router.get("/v1/persons/{person_id}/cgm-summary", tags=["summary"])
+def person_cgm_summary(
+    person_id: UUID, conn: UserTransaction,
+    start: Annotated[datetime, Query(alias="from", description="Readings from this time (inclusive).")],
+    end: Annotated[datetime, Query(alias="to", description="Readings before this time (at most 90 days after from).")],
+) -> CgmSummaryReport:  # fmt: skip
+    """The person's CGM summary over [from, to) (HL7 CGM Implementation Guide): times in ranges, mean glucose, GMI,
+    coefficient of variation, days of wear, sensor active percentage, and whether the period is representative."""
+    if start.tzinfo is None or end.tzinfo is None:
+        raise Problem(422, "Unprocessable Content", "from and to need a time zone offset (e.g. Z or +01:00)")
+    _person_or_404(conn, person_id)
+    # The database checks the period (reversed, in the future, longer than it summarises): a 422 that says which.
+    return CgmSummaryReport.of(person_id, cgm_summary.read(conn, person_id, start, end))
 
 
 def create_app(settings: ApiSettings) -> FastAPI:

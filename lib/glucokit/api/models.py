@@ -12,6 +12,7 @@ from pydantic.config import JsonDict
 from glucokit.api.reads import Point, Run, Source
 from glucokit.db.text import unstorable
 from glucokit.disclaimer import DISCLAIMER, DISCLAIMER_VERSION, Language, disclaimer_text
+from glucokit.fhir.summary import CgmSummary
 from glucokit.modelops.patterns import SimilarDay
 from glucokit.modelops.registry import ModelVersion
 
@@ -315,3 +316,55 @@ class SimilarDays(BaseModel):
         description="rms_difference_mg_dl: root mean square difference of the two profiles; readings: the CGM "
         "readings of the day; filled_slots: half-hours without readings, interpolated."
     )
+
+
+class CgmSummaryReport(BaseModel):
+    """The CGM summary of a person over a period (HL7 CGM Implementation Guide): times in ranges as percentages of
+    the readings, mean glucose, GMI, coefficient of variation, days of wear and sensor active percentage."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "person_id": PERSON, "period_from": "2026-11-01T00:00:00Z", "period_to": "2026-11-15T00:00:00Z",
+                    "readings": 3629, "reading_interval_seconds": 300.0, "expected_readings": 4032,
+                    "sensor_active_percent": 90.0, "days_of_wear": 14, "mean_mg_dl": 154.2, "sd_mg_dl": 51.3,
+                    "cv_percent": 33.3, "gmi_percent": 6.99, "very_low_percent": 0.8, "low_percent": 3.1,
+                    "in_range_percent": 68.4, "high_percent": 21.0, "very_high_percent": 6.7, "sufficient": True,
+                    "reason": "representative: 14.0 days with the sensor active 90.0 % of the time (at least 14"
+                    " days and 70 % are recommended)",
+                }
+            ]
+        }
+    )  # fmt: skip
+
+    person_id: UUID
+    period_from: datetime
+    period_to: datetime = Field(description="The end of the period, or the time of the request if that is earlier.")
+    readings: int = Field(description="Valid CGM readings in the period.")
+    reading_interval_seconds: float = Field(
+        description="The sensor's interval: the median gap between readings (60 to 900 s; 300 without readings)."
+    )
+    expected_readings: int = Field(description="Readings the period holds at that interval.")
+    sensor_active_percent: float = Field(description="readings / expected_readings, at most 100.")
+    days_of_wear: int = Field(description="Local days (the person's time zone) with readings.")
+    mean_mg_dl: float | None
+    sd_mg_dl: float | None = Field(description="Sample standard deviation of the readings.")
+    cv_percent: float | None = Field(description="Coefficient of variation: 100 x sd / mean.")
+    gmi_percent: float | None = Field(
+        description="Glucose management indicator, 3.31 + 0.02392 x mean in mg/dL (Bergenstal et al. 2018)."
+    )
+    very_low_percent: float | None = Field(description="Readings below 54 mg/dL, % of readings.")
+    low_percent: float | None = Field(description="Readings from 54 to below 70 mg/dL.")
+    in_range_percent: float | None = Field(description="Readings from 70 to 180 mg/dL.")
+    high_percent: float | None = Field(description="Readings above 180 up to 250 mg/dL.")
+    very_high_percent: float | None = Field(description="Readings above 250 mg/dL.")
+    sufficient: bool = Field(
+        description="Whether the period is representative: at least 14 days with the sensor active at least 70 %"
+        " of the time (international consensus, Battelino et al. 2019)."
+    )
+    reason: str
+
+    @classmethod
+    def of(cls, person_id: UUID, summary: CgmSummary) -> CgmSummaryReport:
+        return cls(person_id=person_id, **vars(summary))

@@ -103,6 +103,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     people = {path.name.split(".")[0]: read_bundle(path) for path in args.files}
     summary = evaluation.evaluate_people(people, tz=args.tz)
     print(json.dumps(summary, indent=2))
+    for name, dropped in summary["dropped_readings"].items():
+        if dropped:
+            counts = "; ".join(f"{count:,} {reason}" for reason, count in dropped.items())
+            print(f"{name}: left out or not used as exact readings: {counts}", file=sys.stderr)
     return Exit.OK if summary["persons"] else Exit.NOTHING
 
 
@@ -181,8 +185,9 @@ def add_commands(commands: Any, common: Parser) -> None:
     evaluate_command = commands.add_parser(
         "evaluate",
         help="train each person's forecaster on a FHIR bundle and report test metrics per candidate (JSON)",
-        description="Chronological split per person: the first 8/14 of the span train, the next 2/14 validate, "
-        f"the last 4/14 test. Exit {Exit.NOTHING} when no person has enough data.",
+        description="Chronological split per person by usable windows: the first 8/14 train, the next 2/14 "
+        "validate, the last 4/14 test. Readings left out are counted per reason (dropped_readings, and on "
+        f"stderr). Exit {Exit.NOTHING} when no person has enough data.",
     )
     evaluate_command.add_argument(
         "files", nargs="+", type=_input_file, metavar="BUNDLE", help="one person per file (.json, .gz)"

@@ -11,7 +11,9 @@ as the batch it belongs to; the valid entries around it are kept.
 Formats: a JSON document (a Bundle, or one Observation) up to
 ``Limits.max_document_bytes``, read entry by entry without loading it whole;
 NDJSON (one resource per line, FHIR Bulk Data's format) of any length, with
-``Limits.max_entry_bytes`` per line. Both may be gzip-compressed.
+``Limits.max_entry_bytes`` per line. Both may be gzip-compressed. And records of other
+exports (Nightscout, Dexcom Clarity, LibreView, Apple Health: glucokit.fhir.importers), each already
+turned into an Observation or into the problem that stopped it (``Ingest.resources``).
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ import hashlib
 import io
 import queue
 import struct
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
 from typing import IO, Any, Final, NamedTuple, cast
 from uuid import UUID
@@ -93,6 +96,8 @@ class IngestReport:
     unchanged: int = 0
     rejected: int = 0
     rejections: list[Rejection] = field(default_factory=list)  # the first 100
+    # Records of an export that were read and deliberately not stored (calibrations, alerts), by kind.
+    skipped: Counter[str] = field(default_factory=Counter)
 
     @property
     def stored(self) -> int:
@@ -103,7 +108,22 @@ class IngestReport:
             f"{self.source}: {self.entries} entries for person {self.person_id}: "
             f"{self.stored} stored ({self.inserted} new, {self.updated} updated, {self.unchanged} unchanged), "
             f"{self.rejected} rejected and quarantined"
+            + "".join(f", {count} {kind} skipped" for kind, count in sorted(self.skipped.items()))
         )
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record of an export (a CSV row, a Nightscout entry, an XML element) as an importer hands it to
+    ``Ingest.resources``: the Observation made of it, or the problem that stopped it, or the kind of record
+    that is read and not stored (``skip``). ``raw`` is the record as received: the quarantine keeps it."""
+
+    position: str  # "row 12" (1-based, in the file), "entry 3", "record 7"
+    ordinal: int
+    raw: str
+    resource: dict[str, Any] | None = None
+    problem: Problem | None = None
+    skip: str | None = None
 
 
 class _Entry(NamedTuple):
@@ -112,6 +132,7 @@ class _Entry(NamedTuple):
     value: Any  # the parsed JSON, or None when it could not be parsed
     text: str | None  # the resource's JSON text when it is at hand (NDJSON)
     problem: Problem | None
+    raw: str | None = None  # an imported record as received, which the quarantine keeps instead of the resource
 
 
 @dataclass
@@ -363,6 +384,26 @@ def _bundle_entry(index: int, entry: Any) -> _Entry:
     return _Entry(position, index, entry["resource"], None, None)
 
 
+def array_items(stream: IO[bytes], limits: Limits) -> Iterator[tuple[int, Any, Problem | None]]:
+    """The items of a JSON array (a Nightscout export) one at a time, each bounded like a Bundle entry: (index,
+    value, None), or (index, None, the problem) for an item refused, or (-1, None, the problem) when the
+    document is malformed or no array (the items before are already given)."""
+    events = _Events(stream)
+    try:
+        if next(events)[0] != "start_array":
+            yield -1, None, Problem("(json)", "expected a JSON array")
+            return
+        index = 0
+        while (item := next(events))[0] != "end_array":
+            try:
+                yield index, _build_value(events, item, limits, f"[{index}]"), None
+            except _Refused as refused:
+                yield index, None, refused.problem
+            index += 1
+    except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError, ValueError, StopIteration) as error:
+        yield -1, None, _malformed(error)
+
+
 # --- Writing batches -------------------------------------------------------------
 
 
@@ -497,12 +538,24 @@ class Ingest:
         document = _Document(source, rewound, body.seek(0, io.SEEK_END))
         return self._run(source, document.entries(self.limits, self.fhir_version), document)
 
-    def _run(self, source: str, entries: Iterator[_Entry], document: _Document | None) -> IngestReport:
+    def resources(self, records: Iterable[Record], *, source: str) -> IngestReport:
+        """Ingests an export's records, streamed: each Observation is validated, stored or quarantined like an
+        NDJSON line's; a record the importer could not convert is rejected with its problem and quarantined as
+        received; a skipped one is counted. ``records`` is read only after the person is checked."""
+        return self._run(source, iter(()), None, records)
+
+    def _run(
+        self,
+        source: str,
+        entries: Iterator[_Entry],
+        document: _Document | None,
+        records: Iterable[Record] = (),
+    ) -> IngestReport:
         now = self._check_person()
         run = _Run(self, source, document, ObservationValidator(self.fhir_version, now))
         writers = _Writers(self.connections, self.user_id, self.person_id, run.report)
         try:
-            for entry in entries:
+            for entry in chain(entries, _record_entries(records, run.report)):
                 run.take(entry)
                 if run.batch_full():
                     writers.submit(run.next_batch())
@@ -612,7 +665,18 @@ def _identity(reading: Reading) -> bytes:
     ).digest()
 
 
+def _record_entries(records: Iterable[Record], report: IngestReport) -> Iterator[_Entry]:
+    for record in records:
+        if record.skip is not None:
+            report.skipped[record.skip] += 1
+            continue
+        raw = payload_text(record.raw)
+        yield _Entry(record.position, record.ordinal, record.resource, None, record.problem, raw)
+
+
 def _entry_payload(entry: _Entry) -> str:
+    if entry.raw is not None:
+        return entry.raw
     if entry.text is not None:
         return entry.text
     return payload_text(orjson.dumps(entry.value)) if entry.value is not None else ""

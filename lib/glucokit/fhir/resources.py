@@ -42,6 +42,7 @@ def observation(
     device: str | None = None,
     issued_at: datetime | None = None,
     subject: str | None = None,
+    comparator: str | None = None,
 ) -> dict[str, Any]:
     """One Observation as glucokit writes it: identifier, category, code, subject, time, quantity and device."""
     quantity_unit = unit or kind.received_unit
@@ -58,6 +59,8 @@ def observation(
     if issued_at is not None:
         resource["issued"] = instant(issued_at)
     resource["valueQuantity"] = {
+        # A bound such as "<40" (a sensor's LOW); glucokit's validation rejects it as a bound, not a reading.
+        **({"comparator": comparator} if comparator is not None else {}),
         "value": decimal_json(value),
         "unit": quantity_unit,
         "system": UCUM,

@@ -17,6 +17,33 @@ Choices, and why:
   readings). No record means zero: a person who logs no carbohydrate at all
   simply does not get that input.
 
+Real sensors, and what is learned and scored (``Series.targetable``):
+
+- Drifting clocks: a sensor reading every 4-6 minutes instead of 5 leaves an
+  empty grid point now and then (or two readings on one). An empty point
+  between two readings less than 1.5 steps apart is no missed reading, only
+  the clock's drift: it is filled like a short gap and, unlike one, may be a
+  target, so drift costs no windows. A real missed reading leaves 10 minutes.
+- Sensor limits: a CGM shows readings outside SENSOR_RANGE_MG_DL as LOW or
+  HIGH; a value at or beyond a limit (40 may be a LOW written as 40) is
+  censored, not exact. It stays an input (it is what serving sees too, and
+  "at most 40" is still the level), never a target.
+- Compression lows (pressure on the sensor, often at night: Baysal et al.,
+  "A novel method to detect pressure-induced sensor attenuations (PISA) in an
+  artificial pancreas", J Diabetes Sci Technol 2014): a fall faster than
+  COMPRESSION_FALL between two readings followed, within COMPRESSION_RECOVERY,
+  by a return to within COMPRESSION_MARGIN of the level before it. The readings
+  of the dip are not targets. They stay inputs: serving cannot tell a dip from
+  a real fall until the recovery, so neither may training.
+- Warm-up: the first WARMUP of readings after a gap of at least SENSOR_START_GAP
+  (where a new sensor most likely started: Dexcom G6 alone warms up 2 h
+  without readings) are less accurate; no window reads or predicts them. A
+  reading carries no device or session here, so a gap is the only sign.
+- Duplicated timestamps: the first given is kept, the rest counted.
+
+``SeriesReport.dropped`` counts, per reason, the readings that are not used as
+exact readings; training and ``glucokit evaluate`` report it.
+
 The grid serves the split, the targets and the training log. What a model
 reads at an origin is cut from the records themselves (``Timeline``) by
 windows.inputs_at, the same way in training, evaluation and serving.
@@ -34,7 +61,15 @@ import numpy as np
 import numpy.typing as npt
 
 from glucokit.errors import GlucokitError
-from glucokit.units import CARBOHYDRATE_CODE, GLUCOSE_RANGE_MG_DL, INSULIN_CODE, KINDS, LOINC, SNOMED
+from glucokit.units import (
+    CARBOHYDRATE_CODE,
+    GLUCOSE_RANGE_MG_DL,
+    INSULIN_CODE,
+    KINDS,
+    LOINC,
+    SENSOR_RANGE_MG_DL,
+    SNOMED,
+)
 
 STEP: Final = timedelta(minutes=5)
 STEPS_PER_DAY: Final = 288
@@ -42,6 +77,17 @@ MAX_FILLED_GAP: Final = timedelta(minutes=15)
 MAX_MISSING: Final = int(MAX_FILLED_GAP / STEP) - 1  # grid points a short gap leaves missing (2)
 MIN_DAYS: Final = 2.0
 GLUCOSE_LOW, GLUCOSE_HIGH = (float(bound) for bound in GLUCOSE_RANGE_MG_DL)
+SENSOR_LOW, SENSOR_HIGH = (float(bound) for bound in SENSOR_RANGE_MG_DL)
+# Two readings closer than this missed none between them (a missed one leaves 10 minutes).
+MAX_DRIFT: Final = 1.5 * STEP
+# Physiological glucose rarely falls faster than 2-3 mg/dL/min; a sensor under
+# pressure reads a drop of 15 mg/dL or more in one 5-minute step and recovers
+# as soon as the pressure goes.
+COMPRESSION_FALL: Final = 3.0  # mg/dL per minute
+COMPRESSION_RECOVERY: Final = timedelta(minutes=30)
+COMPRESSION_MARGIN: Final = 10.0  # mg/dL below the level before the fall
+SENSOR_START_GAP: Final = timedelta(hours=2)
+WARMUP: Final = timedelta(hours=1)
 _CARBS = KINDS[(LOINC, CARBOHYDRATE_CODE)]
 _INSULIN = KINDS[(SNOMED, INSULIN_CODE)]
 
@@ -65,20 +111,40 @@ class InsufficientData(GlucokitError):
 
 @dataclass(frozen=True)
 class SeriesReport:
-    """What resampling did to the input, for the training log."""
+    """What resampling did to the input, for the training log and ``glucokit evaluate``."""
 
     readings: int  # glucose readings given
     out_of_range: int  # dropped: outside GLUCOSE_RANGE_MG_DL or not a number
-    duplicates: int  # dropped: a second reading on one grid point
+    duplicates: int  # dropped: the same time as an earlier reading
+    crowded: int  # dropped: a second reading nearest one grid point (jitter, a fast clock)
+    censored: int  # kept as inputs, never targets: at or beyond SENSOR_RANGE_MG_DL
+    compression: int  # kept as inputs, never targets: in a compression low
+    warmup: int  # read by no window: sensor warm-up after a long gap
     filled: int  # grid points filled across short gaps
+    drift: int  # of those, holes a drifting clock left (targets too)
     missing: int  # grid points left NaN (inside long gaps)
     gaps: int  # gaps longer than MAX_FILLED_GAP
     events_dropped: int  # carbohydrate/insulin records that are not a plausible amount
 
+    def dropped(self) -> dict[str, int]:
+        """Readings not used as exact readings, per reason (only reasons that occurred)."""
+        reasons = {
+            "outside 10-1000 mg/dL or not a number": self.out_of_range,
+            "duplicate timestamp": self.duplicates,
+            "a second reading on one 5-minute point": self.crowded,
+            "at the sensor's limits (40/400 mg/dL): inputs only": self.censored,
+            "in a compression low: inputs only": self.compression,
+            "sensor warm-up after a gap of 2 hours or more": self.warmup,
+        }
+        return {reason: count for reason, count in reasons.items() if count}
+
     def lines(self) -> list[str]:
+        dropped = self.dropped()
         return [
-            f"readings: {self.readings} given, {self.out_of_range} out of range, {self.duplicates} duplicates dropped",
-            f"grid: {self.filled} points filled across short gaps, {self.missing} missing in {self.gaps} long gaps",
+            f"readings: {self.readings} given; "
+            + ("; ".join(f"{count} {reason}" for reason, count in dropped.items()) or "all used"),
+            f"grid: {self.filled} points filled across short gaps ({self.drift} of them clock drift),"
+            f" {self.missing} missing in {self.gaps} long gaps",
             f"events: {self.events_dropped} implausible carbohydrate/insulin records dropped",
         ]
 
@@ -135,6 +201,8 @@ class Series:
     last_reading: datetime
     glucose: FloatArray  # (T,) mg/dL, short gaps filled, NaN in long gaps
     observed: BoolArray  # (T,) True where a reading landed (not filled)
+    targetable: BoolArray  # (T,) True where a value may be learned and scored (see the module docstring)
+    warmup: BoolArray  # (T,) True in a sensor's warm-up: no window reads or predicts it
     reading: IntArray  # (T,) the reading that landed there, by its index in ``records``; -1 where none
     carbs: FloatArray  # (T,) g per step
     insulin: FloatArray  # (T,) [iU] per step
@@ -150,8 +218,8 @@ class Series:
 
     @property
     def targets(self) -> FloatArray:
-        """(T,) glucose where it was read, NaN elsewhere: what may be learned and scored."""
-        return np.where(self.observed, self.glucose, np.nan)
+        """(T,) glucose where it may be learned and scored (``targetable``), NaN elsewhere."""
+        return np.where(self.targetable, self.glucose, np.nan)
 
 
 def resample(
@@ -189,6 +257,11 @@ def resample(
     reading[index[chosen]] = chosen
     observed = np.isfinite(grid)
     filled, gaps = fill_short_gaps(grid[None])
+    drift = _drift_holes(observed, reading, records.glucose_at)
+    censored = observed & ((grid <= SENSOR_LOW) | (grid >= SENSOR_HIGH))
+    compression = observed & _compression_lows(grid)
+    warmup = _warmup(observed, reading, records.glucose_at)
+    duplicates = len(times) - len(np.unique(records.glucose_at))
 
     start = datetime.fromtimestamp(origin, UTC)
     return Series(
@@ -197,6 +270,8 @@ def resample(
         last_reading=moment(int(records.glucose_at[-1])),
         glucose=grid,
         observed=observed,
+        targetable=(observed | drift) & ~censored & ~compression & ~warmup,
+        warmup=warmup,
         reading=reading,
         carbs=_events(records.carbs_at, records.carbs, origin, length),
         insulin=_events(records.insulin_at, records.insulin, origin, length),
@@ -205,8 +280,13 @@ def resample(
         report=SeriesReport(
             readings=len(glucose),
             out_of_range=records.out_of_range,
-            duplicates=len(index) - len(chosen),
+            duplicates=duplicates,
+            crowded=len(index) - len(chosen) - duplicates,
+            censored=int(censored.sum()),
+            compression=int((compression & ~censored).sum()),
+            warmup=int((warmup & observed & ~censored & ~compression).sum()),
             filled=int(filled.sum()),
+            drift=int(drift.sum()),
             missing=int(np.isnan(grid).sum()),
             gaps=gaps,
             events_dropped=records.events_dropped,
@@ -229,8 +309,10 @@ def prepare(
     needed = math.ceil(min_days * STEPS_PER_DAY)
     have = int(series.observed.sum())
     if have < needed:
+        # Truncated, never rounded: 575 readings are 1.99 days, not the 2.00 that 2 days are refused for.
+        days = math.floor(have / STEPS_PER_DAY * 100) / 100
         raise InsufficientData(
-            f"{have} valid readings ({have / STEPS_PER_DAY:.2f} days of 5-minute readings);"
+            f"{have} valid readings ({days:.2f} days of 5-minute readings);"
             f" at least {min_days:g} days ({needed} readings) are needed"
         )
     return series
@@ -257,6 +339,62 @@ def fill_short_gaps(values: FloatArray) -> tuple[BoolArray, int]:
     )
     gaps = int((inside & (run > MAX_MISSING) & (position == before + 1)).sum())
     return filled, gaps
+
+
+def _neighbours(observed: BoolArray) -> tuple[IntArray, IntArray]:
+    """Per grid point, the index of the last observed point at or before it and the first at or after it.
+
+    -1 and len(observed) where there is none.
+    """
+    length = len(observed)
+    position = np.arange(length)
+    before = np.maximum.accumulate(np.where(observed, position, -1))
+    after = np.flip(np.minimum.accumulate(np.flip(np.where(observed, position, length))))
+    return before, after
+
+
+def _drift_holes(observed: BoolArray, reading: IntArray, at: IntArray) -> BoolArray:
+    """(T,) empty grid points between two readings less than MAX_DRIFT apart: a drifting clock, no missed reading."""
+    before, after = _neighbours(observed)
+    inside = ~observed & (before >= 0) & (after < len(observed))
+    apart = at[reading[np.where(inside, after, 0)]] - at[reading[np.where(inside, before, 0)]]
+    hole: BoolArray = inside & (apart < MAX_DRIFT // timedelta(microseconds=1))
+    return hole
+
+
+def _compression_lows(grid: FloatArray) -> BoolArray:
+    """(T,) the points of compression lows: a fall faster than COMPRESSION_FALL from one point to the next,
+    then within COMPRESSION_RECOVERY a return to within COMPRESSION_MARGIN of the level before the fall.
+
+    The dip is the points after the fall's start up to (not including) the first recovered point.
+    """
+    length = len(grid)
+    ahead = int(COMPRESSION_RECOVERY / STEP)
+    padded = np.concatenate([grid, np.full(ahead, np.nan)])
+    # later[s, m]: the value m + 1 steps after s.
+    later = np.lib.stride_tricks.sliding_window_view(padded[1:], ahead)[:length]
+    with np.errstate(invalid="ignore"):
+        fall = (grid - later[:, 0]) / (STEP.total_seconds() / 60) > COMPRESSION_FALL
+        recovered = later >= (grid - COMPRESSION_MARGIN)[:, None]
+    start = np.flatnonzero(fall & recovered.any(axis=1))
+    stop = start + 1 + recovered[start].argmax(axis=1)  # the first recovered point
+    depth = np.zeros(length + 1, dtype=np.int64)
+    np.add.at(depth, start + 1, 1)
+    np.add.at(depth, stop, -1)
+    dip: BoolArray = np.cumsum(depth[:length]) > 0
+    return dip
+
+
+def _warmup(observed: BoolArray, reading: IntArray, at: IntArray) -> BoolArray:
+    """(T,) the grid points within WARMUP of the first reading after a gap of at least SENSOR_START_GAP."""
+    points = np.flatnonzero(observed)
+    times = at[reading[points]]
+    restart = points[1:][np.diff(times) >= SENSOR_START_GAP // timedelta(microseconds=1)]
+    warm = np.zeros(len(observed) + 1, dtype=np.int64)
+    np.add.at(warm, restart, 1)
+    np.add.at(warm, np.minimum(restart + int(WARMUP / STEP), len(observed)), -1)
+    during: BoolArray = np.cumsum(warm[:-1]) > 0
+    return during
 
 
 def micros(when: datetime) -> int:

@@ -13,11 +13,20 @@ the carbohydrate/insulin amounts summed per step over the last
 A training window ends at a grid point where a reading landed (its origin:
 a live forecast starts from a reading too); its targets are the readings at
 the next 12 grid points (5..60 min). It is used only if every input is a
-number and every target an observed reading (see series.py for filled points).
+number, every target may be learned (``Series.targetable``: no filled point,
+censored value or compression low) and none of its points is sensor warm-up.
+
+The split is by usable windows, not by time: a person's usable windows, in
+time order, go 8:2:4 by count to train, validation and test (the reference
+protocol's days 1-8, 9-10 and 11-14 when nothing is missing), so a multi-day
+gap shortens the splits it falls in instead of emptying one. The windows of a
+split whose targets would reach into the next split's first window are left
+out, so no reading is a target of two splits.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import timedelta, tzinfo
 from typing import Final
@@ -52,8 +61,10 @@ GLUCOSE_STEPS: Final = INPUT_STEPS + MAX_MISSING
 GLUCOSE_LOOKBACK: Final = (GLUCOSE_STEPS - 0.5) * STEP
 EVENT_LOOKBACK: Final = (EVENT_STEPS - 0.5) * STEP
 LOOKBACK: Final = max(GLUCOSE_LOOKBACK, EVENT_LOOKBACK)
-# The reference protocol: days 1-8 train, 9-10 validation, 11-14 test.
+# The reference protocol's proportions (days 1-8 train, 9-10 validation, 11-14 test), by count of usable windows.
 SPLIT_FRACTIONS: Final = (8 / 14, 2 / 14, 4 / 14)
+# Windows left out before a split boundary at most: a window's span less one.
+PURGED: Final = INPUT_STEPS + HORIZONS - 1
 SPLITS: Final = ("train", "validation", "test")
 _STEP_US: Final = STEP // timedelta(microseconds=1)
 
@@ -140,6 +151,11 @@ class Windows:
     def __len__(self) -> int:
         return len(self.target)
 
+    def within(self, start: int, stop: int) -> Windows:
+        """The windows whose readings, inputs and targets, lie within grid indices [start, stop)."""
+        rows = (self.end - INPUT_STEPS + 1 >= start) & (self.end + HORIZONS < stop)
+        return Windows(inputs=self.inputs.where(rows), target=self.target[rows], end=self.end[rows])
+
 
 @dataclass(frozen=True)
 class Split:
@@ -172,27 +188,71 @@ def windows(series: Series, start: int, stop: int) -> Windows:
     end = end[series.observed[end]]
     inputs = history(series, end)
     target = series.targets[end[:, None] + np.arange(1, HORIZONS + 1)]
-    usable = inputs.whole & np.isfinite(target).all(axis=1)
+    usable = inputs.whole & np.isfinite(target).all(axis=1) & ~_touches(series.warmup, end)
     return Windows(inputs=inputs.where(usable), target=target[usable], end=end[usable])
 
 
 def split(series: Series, fractions: tuple[float, float, float] = SPLIT_FRACTIONS) -> Split:
-    """Cut the span from the first to the last reading by time into train, validation and test.
+    """The person's usable windows, in time order, into train, validation and test by count (``fractions``).
 
-    Each split's windows lie wholly inside it, so no window straddles a
-    boundary (the last hour before a boundary is no split's target).
+    A split starts at its first window's first input; each split's windows lie
+    wholly inside it, so no window straddles a boundary (the windows of the
+    PURGED before a boundary that would predict past it are left out).
     """
     if len(fractions) != 3 or min(fractions) <= 0:
         raise ValueError(f"three positive split fractions are needed, not {fractions!r}")
+    every = windows(series, 0, len(series))
     readings = np.flatnonzero(series.observed)
     first, last = int(readings[0]), int(readings[-1])
     total = sum(fractions)
-    # 14 days of readings span 4032 steps: the cuts fall on midnight after day 8 and day 10.
-    cut_1 = first + round((last - first) * fractions[0] / total)
-    cut_2 = first + round((last - first) * (fractions[0] + fractions[1]) / total)
-    bounds = ((first, cut_1), (cut_1, cut_2), (cut_2, last + 1))
-    train, validation, test = (windows(series, start, stop) for start, stop in bounds)
+    cuts = (round(len(every) * fractions[0] / total), round(len(every) * (fractions[0] + fractions[1]) / total))
+    begins = [int(every.end[cut]) - INPUT_STEPS + 1 if cut < len(every) else last + 1 for cut in cuts]
+    bounds = ((first, begins[0]), (begins[0], begins[1]), (begins[1], last + 1))
+    train, validation, test = (every.within(start, stop) for start, stop in bounds)
     return Split(train=train, validation=validation, test=test, bounds=bounds)
+
+
+def needed_windows(fractions: tuple[float, float, float], minimum: tuple[int, int, int]) -> int:
+    """The fewest usable windows that ``split`` turns into at least ``minimum`` windows per split, whatever the gaps.
+
+    A cut rounds by at most half a window, and up to PURGED windows before each
+    of the two boundaries are left out.
+    """
+    total = sum(fractions)
+    losses = (PURGED + 0.5, PURGED + 1, 0.5)
+    return max(
+        math.ceil((least + loss) * total / share) for least, loss, share in zip(minimum, losses, fractions, strict=True)
+    )
+
+
+def unusable(series: Series) -> dict[str, int]:
+    """How many readings start no usable window, by the first reason found (the one to fix first)."""
+    points = np.flatnonzero(series.observed)
+    inside = (points >= INPUT_STEPS - 1) & (points < len(series) - HORIZONS)
+    end = points[inside]
+    whole = history(series, end).whole
+    warm = _touches(series.warmup, end)
+    later = end[:, None] + np.arange(1, HORIZONS + 1)
+    missed = (~series.observed[later] & ~series.targetable[later]).any(axis=1)
+    masked = ~np.isfinite(series.targets[later]).all(axis=1)
+    reasons = {
+        "lie in the first or last hour of the recording": int((~inside).sum()),
+        "have a gap longer than 15 minutes in the hour before them": int((~whole).sum()),
+        "lie in or just after a sensor warm-up": int((whole & warm).sum()),
+        "have a missed reading or a gap in the hour after them": int((whole & ~warm & missed).sum()),
+        "have a value at the sensor's limits or a compression low in the hour after them": int(
+            (whole & ~warm & ~missed & masked).sum()
+        ),
+    }
+    return {reason: count for reason, count in reasons.items() if count}
+
+
+def _touches(mask: BoolArray, end: IntArray) -> BoolArray:
+    """(n,) True where a window ending at ``end`` has a point where ``mask`` is True, inputs or targets."""
+    count = np.concatenate([[0], np.cumsum(mask)])
+    stop = np.minimum(end + HORIZONS + 1, len(mask))
+    touched: BoolArray = count[stop] - count[np.maximum(end - INPUT_STEPS + 1, 0)] > 0
+    return touched
 
 
 def _lag(origins: IntArray, at: IntArray) -> IntArray:

@@ -11,7 +11,9 @@ cannot write into a table under row-level security) and moved into
 ``prediction`` and ``prediction_source`` by INSERTs the policies check; the
 idempotency key (model, origin, horizon) makes writing a point twice a no-op.
 
-Each point carries its band and nominal coverage, the disclaimer version
+Each point carries its band, with the half-width its model serves now
+(``band_state.serving``: the trained one at first, then moved by each
+outcome), and nominal coverage, the disclaimer version
 shown with it, and its provenance: model id and version, training run, the
 model's data window and the code version. Its inputs are made by
 ``inputs_at``, as in training and evaluation, from records read back far
@@ -42,7 +44,7 @@ from glucokit.forecast import HORIZON_MINUTES, ForecastPoint, ForecastState
 from glucokit.forecast.pipeline import GAPPY, forecast_from, reads_events
 from glucokit.forecast.series import micros, timeline
 from glucokit.forecast.windows import LOOKBACK, sources_at
-from glucokit.modelops import registry
+from glucokit.modelops import band_state, registry
 from glucokit.modelops.model_store import ModelStore, load_state
 from glucokit.units import CARBOHYDRATE_CODE, CGM_CODES, INSULIN_CODE
 
@@ -106,7 +108,7 @@ def write_forecasts(
             report.reason = "no active model"
             return report
         report.model_version = model.version
-        state = load_state(conn, store, model)
+        state = band_state.serving(conn, model.id, load_state(conn, store, model))
         last_origin = _moment(conn, query("forecast_last_origin"), {"model_id": model.id})
         until = now or _moment(conn, b"select now()", {})
         assert until is not None

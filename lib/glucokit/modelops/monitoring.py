@@ -8,7 +8,10 @@ forecasts is part of giving them). In order:
    default) and its error recorded (``public.forecast_outcome``). Points whose
    reading has not arrived stay unmatched: a late reading is matched when it
    comes (within ``outcome_lookback``), a missing one never is. Neither is an
-   error.
+   error. Each outcome also moves its model's band for that horizon
+   (``band_state.learn``): wider after a reading outside it, narrower after
+   one inside, so that the bands keep their nominal coverage when glucose
+   drifts.
 2. **Check** (at most every ``check_interval`` per model): over the outcomes of
    the last ``live_window`` at the judged horizon, the live RMSE against the
    RMSE the model measured on its test split, and the band's live coverage
@@ -36,7 +39,8 @@ from uuid import UUID
 from glucokit.db.queries import query
 from glucokit.db.sessions import Connection, Purpose, as_worker
 from glucokit.fhir.validation import WITHDRAWN
-from glucokit.modelops import registry
+from glucokit.modelops import band_state, registry
+from glucokit.modelops.band_state import Outcome
 from glucokit.modelops.registry import ModelVersion
 from glucokit.units import CGM_CODES
 
@@ -120,13 +124,27 @@ def _codes() -> dict[str, list[str]]:
     return {"codes": sorted(CGM_CODES), "withdrawn": sorted(WITHDRAWN)}
 
 
-def record_outcomes(conn: Connection, person_id: UUID, config: Settings, now: datetime) -> int:
-    """In the person's scope: matches due forecasts to their readings; returns the outcomes recorded."""
+def record_outcomes(conn: Connection, person_id: UUID, config: Settings, now: datetime) -> list[Outcome]:
+    """In the person's scope: matches due forecasts to their readings; returns the outcomes recorded, oldest first."""
     parameters = {
         "person_id": person_id, "now": now, "lookback": config.outcome_lookback,
         "match_seconds": config.match_seconds, **_codes(),
     }  # fmt: skip
-    return conn.execute(query("record_outcomes"), parameters).rowcount
+    rows = conn.execute(query("record_outcomes"), parameters).fetchall()
+    return [
+        Outcome(_uuid(model_id), int(str(minutes)), _moment(target_at), bool(inside), float(str(coverage)))
+        for model_id, minutes, target_at, inside, coverage in rows
+    ]
+
+
+def _uuid(value: object) -> UUID:
+    assert isinstance(value, UUID)
+    return value
+
+
+def _moment(value: object) -> datetime:
+    assert isinstance(value, datetime)
+    return value
 
 
 def drift(
@@ -221,7 +239,9 @@ def monitor(conn: Connection, person_id: UUID, *, now: datetime | None = None, f
     with as_worker(conn, person_id, Purpose.FORECASTING, "forecast monitoring: outcomes and model health"):
         at = now or _now(conn)
         config = settings(conn)
-        recorded = record_outcomes(conn, person_id, config, at)
+        found = record_outcomes(conn, person_id, config, at)
+        band_state.learn(conn, found)
+        recorded = len(found)
         model = registry.active(conn, person_id)
         if model is None:
             return MonitorReport(person_id, recorded, None)

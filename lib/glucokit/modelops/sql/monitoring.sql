@@ -9,27 +9,35 @@ from private.monitoring_settings();
 
 -- name: record_outcomes
 -- Matches the scoped person's forecasts whose target time has passed to the nearest valid CGM reading within
--- the match window, for forecasts not matched yet and not older than the look-back; returns how many.
-insert into public.forecast_outcome (
-  prediction_id, person_id, model_id, target_at, horizon_minutes, predicted_mg_dl, observed_mg_dl,
-  observation_id, observed_at, error_mg_dl, inside_band
+-- the match window, for forecasts not matched yet and not older than the look-back; returns each outcome
+-- recorded (model, horizon, target time, inside the band) with its forecast's nominal coverage.
+with recorded as (
+  insert into public.forecast_outcome (
+    prediction_id, person_id, model_id, target_at, horizon_minutes, predicted_mg_dl, observed_mg_dl,
+    observation_id, observed_at, error_mg_dl, inside_band
+  )
+  select p.id, p.person_id, p.model_id, p.target_at, p.horizon_minutes, p.value_mg_dl, r.value,
+    r.id, r.effective_at, p.value_mg_dl - r.value, r.value between p.lower_mg_dl and p.upper_mg_dl
+  from public.prediction p
+  cross join lateral (
+    select o.id, o.effective_at, o.value::real as value
+    from public.observation o
+    where o.person_id = p.person_id and o.code = any(%(codes)s) and o.status <> all(%(withdrawn)s)
+      and o.effective_at between p.target_at - make_interval(secs => %(match_seconds)s)
+        and p.target_at + make_interval(secs => %(match_seconds)s)
+    order by abs(extract(epoch from o.effective_at - p.target_at)), o.effective_at
+    limit 1
+  ) as r
+  where p.person_id = %(person_id)s
+    and p.target_at between %(now)s - %(lookback)s and %(now)s + make_interval(secs => %(match_seconds)s)
+    and not exists (select from public.forecast_outcome f where f.prediction_id = p.id)
+  on conflict (prediction_id) do nothing
+  returning prediction_id, model_id, horizon_minutes, target_at, inside_band
 )
-select p.id, p.person_id, p.model_id, p.target_at, p.horizon_minutes, p.value_mg_dl, r.value,
-  r.id, r.effective_at, p.value_mg_dl - r.value, r.value between p.lower_mg_dl and p.upper_mg_dl
-from public.prediction p
-cross join lateral (
-  select o.id, o.effective_at, o.value::real as value
-  from public.observation o
-  where o.person_id = p.person_id and o.code = any(%(codes)s) and o.status <> all(%(withdrawn)s)
-    and o.effective_at between p.target_at - make_interval(secs => %(match_seconds)s)
-      and p.target_at + make_interval(secs => %(match_seconds)s)
-  order by abs(extract(epoch from o.effective_at - p.target_at)), o.effective_at
-  limit 1
-) as r
-where p.person_id = %(person_id)s
-  and p.target_at between %(now)s - %(lookback)s and %(now)s + make_interval(secs => %(match_seconds)s)
-  and not exists (select from public.forecast_outcome f where f.prediction_id = p.id)
-on conflict (prediction_id) do nothing;
+select r.model_id, r.horizon_minutes, r.target_at, r.inside_band, p.coverage
+from recorded r
+join public.prediction p on p.id = r.prediction_id
+order by r.target_at, r.horizon_minutes;
 
 -- name: last_health_check
 -- When the scoped person's model was last checked.
