@@ -2,7 +2,10 @@
 
     .venv/bin/python bench/api.py [--persons 10000] [--readings 3000] [--curves 25] [--reads 2000]
                                   [--clients 16] [--seconds 60] [--warmup 10] [--workers 1 2]
-                                  [--client streams httpx]
+                                  [--client streams httpx] [--rounds 2] [--quick]
+
+    --quick: 1,000 persons, 288 readings each, the route matrix only for 1 worker and the hand-written client,
+    20 s windows (a few minutes in all, for the side-by-side run of the sync and async routes).
 
 Builds a scratch database on the embedded server, migrated like any other, and
 fills it as the database owner with set-based SQL (generate_series), nothing
@@ -28,14 +31,21 @@ the forecast job writes them. Then VACUUM (ANALYZE).
    token: --warmup seconds (the clients connect 50 ms apart) unrecorded, then
    --seconds recorded. Client, server and database share this machine's cores;
    the CPU each used, and what everything else on the machine used, is recorded.
-3. Where the route's CPU goes: the route's own work (token, pooled connection,
+3. Side by side: the route as it was until issue 16 (sync dependencies and a sync
+   endpoint in the thread pool, the person check before the read; `legacy_app`
+   mounts it at /legacy/persons/{id}/forecast beside the real route in the same
+   uvicorn process) and the real async route, --rounds rounds alternating which
+   goes first, each at --clients concurrent clients and at one client. The API
+   CPU per request is the uvicorn process's own CPU time (/proc/PID/stat) over
+   the window, so the client's CPU is never in it.
+4. Where the route's CPU goes: the route's own work (token, pooled connection,
    transaction as the user, person check, read, JSON) in process without HTTP,
    one request after another; and uvicorn + FastAPI serving routes that do
    nothing, one sync (run in the thread pool) and one async.
 
 Prints a JSON summary; the recorded result is bench/results/api.json.
 Targets: the read under RLS within 1.2x the plain one; p95 of the route at 16
-concurrent clients on 2 cores at most 20 ms.
+concurrent clients on 2 cores at most 20 ms; at most 2 ms of API CPU per request.
 """
 
 from __future__ import annotations
@@ -58,24 +68,28 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 import httpx
 import jwt
 import orjson
 import psycopg
-from fastapi import FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from glucokit.api import ApiSettings, TokenVerifier, create_app
-from glucokit.api.app import latest_forecast
+from glucokit.api import reads as api_reads
+from glucokit.api.app import AsyncConnection, Problem, _as_user_async, _async_pool, _Service, latest_forecast
+from glucokit.api.auth import Caller
+from glucokit.api.models import Disclaimer, ForecastPoint, LatestForecast, Provenance
 from glucokit.db.queries import query
 from glucokit.db.sessions import Connection, as_role, user_claims
 from glucokit.db.urls import with_database
-from glucokit.disclaimer import DISCLAIMER_VERSION
+from glucokit.disclaimer import DISCLAIMER_VERSION, Language
+from glucokit.modelops import experiments
 from glucokit.tooling import database, migrate
 from scratch import scratch_database
 
@@ -317,6 +331,60 @@ def app() -> FastAPI:
     return create_app(ApiSettings(os.environ["DATABASE_URL"], verifier, pool_size=int(os.environ["GLUCOKIT_API_POOL"])))
 
 
+# -- the route as it was until issue 16: every dependency and the endpoint sync, so each runs in the thread pool ------
+def _legacy_service(request: Request) -> _Service:
+    service = request.app.state.service
+    assert isinstance(service, _Service)
+    return service
+
+
+def _legacy_caller(
+    service: Annotated[_Service, Depends(_legacy_service)], authorization: Annotated[str | None, Header()] = None
+) -> Caller:
+    return service.settings.verifier.caller(authorization)
+
+
+def _legacy_transaction(
+    service: Annotated[_Service, Depends(_legacy_service)], who: Annotated[Caller, Depends(_legacy_caller)]
+) -> Iterator[Connection]:
+    with service.pool.connection() as conn, as_role(conn, "authenticated", who.claims) as scoped:
+        yield scoped
+
+
+def legacy_latest_forecast(person_id: UUID, conn: Connection, lang: Language = "en") -> LatestForecast:
+    """The endpoint's body as it was: the person check, the read, the exposure log, the model."""
+    if not api_reads.person_visible(conn, person_id):
+        raise Problem(404, "Not Found", f"no person {person_id} among yours")
+    curve = api_reads.latest_curve(conn, person_id)
+    if not curve:
+        raise Problem(404, "Not Found", f"person {person_id} has no forecast yet")
+    experiments.log_exposure(conn, person_id, curve[0].model_id, curve[0].generated_at)
+    return LatestForecast(
+        person_id=person_id,
+        generated_at=curve[0].generated_at,
+        points=[ForecastPoint.of(point) for point in curve],
+        provenance=Provenance.of(curve[0]),
+        disclaimer=Disclaimer.of(curve[0].disclaimer_version, lang),
+    )
+
+
+def legacy_app() -> FastAPI:
+    """The real app with the sync route of before issue 16 beside it, at /legacy/persons/{id}/forecast."""
+    legacy = APIRouter()
+
+    @legacy.get("/legacy/persons/{person_id}/forecast")
+    def legacy_route(
+        person_id: UUID,
+        conn: Annotated[Connection, Depends(_legacy_transaction, scope="function")],
+        lang: Language = "en",
+    ) -> LatestForecast:
+        return legacy_latest_forecast(person_id, conn, lang)
+
+    served = app()
+    served.include_router(legacy)
+    return served
+
+
 def bare_app() -> FastAPI:
     """A uvicorn factory for the framework's floor: FastAPI routes that do nothing, one sync and one async."""
     floor = FastAPI()
@@ -336,27 +404,57 @@ def bare_app() -> FastAPI:
     return floor
 
 
-def _in_process(url: str, tokens: list[tuple[UUID, str]], requests: int) -> dict[str, float]:
+def _in_process(url: str, tokens: list[tuple[UUID, str]], requests: int) -> dict[str, Any]:
     """CPU per request of the route's own work without HTTP, FastAPI or threads, one request after another:
-    verify the token, take a pooled connection, run as the user, check the person, read the curve, build the JSON."""
+    verify the token, take a pooled connection, run as the user, read the curve (and check the person), log the
+    exposure, build the JSON. The sync route of before issue 16 and the async one, alternating in blocks."""
     verifier, pick = TokenVerifier(secret=SECRET), random.Random(11)  # noqa: S311 - a benchmark sample
-    with ConnectionPool(url, min_size=1, max_size=1) as pool:
+    totals = {"sync_before_issue_16": [0.0, 0.0], "async": [0.0, 0.0]}
 
-        def one() -> None:
+    async def measure_async(pool: AsyncConnectionPool[AsyncConnection], count: int) -> None:
+        for _ in range(count):
+            person, token = pick.choice(tokens)
+            who = verifier.caller(f"Bearer {token}")
+            async with pool.connection() as conn, _as_user_async(conn, who.claims) as scoped:
+                assert (await latest_forecast(person, scoped, "en")).body
+
+    def measure_sync(pool: ConnectionPool, count: int) -> None:
+        for _ in range(count):
             person, token = pick.choice(tokens)
             who = verifier.caller(f"Bearer {token}")
             with pool.connection() as conn, as_role(conn, "authenticated", who.claims) as scoped:
-                assert latest_forecast(person, scoped, "en").model_dump_json()
+                assert legacy_latest_forecast(person, scoped, "en").model_dump_json()
 
-        for _ in range(200):
-            one()
-        cpu, wall = time.process_time(), time.perf_counter()
-        for _ in range(requests):
-            one()
-        return {
-            "cpu_ms_per_request": round((time.process_time() - cpu) / requests * 1000, 3),
-            "wall_ms_per_request": round((time.perf_counter() - wall) / requests * 1000, 3),
+    async def run() -> None:
+        pool = ConnectionPool(url, min_size=1, max_size=1)
+        async_pool = _async_pool(url, 1)
+        await async_pool.open(wait=True)
+        try:
+            with pool:
+                await measure_async(async_pool, 200)
+                measure_sync(pool, 200)
+                block = max(1, requests // 10)
+                for n in range(10):
+                    for kind in ("async", "sync_before_issue_16") if n % 2 else ("sync_before_issue_16", "async"):
+                        cpu, wall = time.process_time(), time.perf_counter()
+                        if kind == "async":
+                            await measure_async(async_pool, block)
+                        else:
+                            measure_sync(pool, block)
+                        totals[kind][0] += time.process_time() - cpu
+                        totals[kind][1] += time.perf_counter() - wall
+        finally:
+            await async_pool.close()
+
+    asyncio.run(run())
+    done = max(1, requests // 10) * 10
+    return {
+        kind: {
+            "cpu_ms_per_request": round(cpu / done * 1000, 3),
+            "wall_ms_per_request": round(wall / done * 1000, 3),
         }
+        for kind, (cpu, wall) in totals.items()
+    }
 
 
 def _token(user: UUID) -> str:
@@ -437,7 +535,9 @@ class Phases:
         return self.record_from + self.seconds
 
 
-async def _streams_client(port: int, tokens: list[tuple[UUID, str]], seed: int, phases: Phases, window: Window) -> None:
+async def _streams_client(
+    port: int, tokens: list[tuple[UUID, str]], seed: int, phases: Phases, window: Window, *, prefix: str = "/v1"
+) -> None:
     """One client on one keep-alive connection: HTTP/1.1 written and read by hand, to take little CPU."""
     pick = random.Random(seed)  # noqa: S311 - a benchmark sample
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -445,7 +545,8 @@ async def _streams_client(port: int, tokens: list[tuple[UUID, str]], seed: int, 
         while time.perf_counter() < phases.until:
             person, token = pick.choice(tokens)
             request = (
-                f"GET /v1/persons/{person}/forecast HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n"
+                f"GET {prefix}/persons/{person}/forecast HTTP/1.1\r\n"
+                f"Host: bench\r\nAuthorization: Bearer {token}\r\n\r\n"
             )
             began = time.perf_counter()
             writer.write(request.encode())
@@ -476,7 +577,14 @@ async def _httpx_client(
 
 
 async def _drive(
-    port: int, tokens: list[tuple[UUID, str]], clients: int, phases: Phases, kind: str, *, snapshot: Callable[[], Any]
+    port: int,
+    tokens: list[tuple[UUID, str]],
+    clients: int,
+    phases: Phases,
+    kind: str,
+    *,
+    snapshot: Callable[[], Any],
+    prefix: str = "/v1",
 ) -> tuple[Window, Any, Any]:
     """Run the clients through the warm-up and the recorded window; ``snapshot()`` at both ends of the window.
 
@@ -494,7 +602,7 @@ async def _drive(
         await client
 
     if kind == "streams":
-        runs = [_streams_client(port, tokens, seed, phases, window) for seed in range(clients)]
+        runs = [_streams_client(port, tokens, seed, phases, window, prefix=prefix) for seed in range(clients)]
         await asyncio.gather(mark(), *(staggered(seed, run) for seed, run in enumerate(runs)))
         return window, marks[0], marks[1]
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -616,6 +724,107 @@ def _route(
     }
 
 
+def _window(
+    port: int, server: int, url: str, tokens: list[tuple[UUID, str]], *, clients: int, warmup: float, seconds: float,
+    prefix: str,
+) -> dict[str, Any]:  # fmt: skip
+    """One recorded window of ``clients`` hand-written clients on ``prefix``'s route: the server's own CPU."""
+    servers = [server, *_children(server)]
+
+    def snapshot() -> tuple[float, float, tuple[float, float], float]:
+        backends = _backends(conninfo_to_dict(url)["dbname"])
+        return sum(map(_cpu_s, servers)), sum(map(_cpu_s, backends)), _machine_cpu_s(), time.process_time()
+
+    phases = Phases(time.perf_counter(), warmup, seconds)
+    window, before, after = asyncio.run(
+        _drive(port, tokens, clients, phases, "streams", snapshot=snapshot, prefix=prefix)
+    )
+    requests = len(window.latencies)
+    api_cpu, database_cpu, client_cpu = after[0] - before[0], after[1] - before[1], after[3] - before[3]
+    machine_cpu, stolen = after[2][0] - before[2][0], after[2][1] - before[2][1]
+    return {
+        "requests": requests,
+        "requests_per_s": round(requests / seconds, 1),
+        "statuses": window.statuses,
+        "latency": _ms(window.latencies),
+        "api_cpu_s": round(api_cpu, 2),
+        "cpu_ms_per_request": {
+            "api_uvicorn": round(api_cpu / requests * 1000, 3),
+            "database_backends": round(database_cpu / requests * 1000, 3),
+            "client": round(client_cpu / requests * 1000, 3),
+            "whole_machine": round(machine_cpu / requests * 1000, 3),
+        },
+        "cpu_s_stolen_by_the_host": round(stolen, 1),
+        "load_average_1min_after": round(os.getloadavg()[0], 2),
+    }
+
+
+def _side_by_side(url: str, tokens: list[tuple[UUID, str]], args: argparse.Namespace) -> dict[str, Any]:
+    """The sync route of before issue 16 and the async route, served by one uvicorn process (1 worker), in
+    alternating windows: at --clients clients and at one client."""
+    routes = {"sync_before_issue_16": "/legacy", "async": "/v1"}
+    windows: dict[str, dict[str, list[dict[str, Any]]]] = {
+        name: {"concurrent": [], "one_client": []} for name in routes
+    }
+    with _uvicorn("legacy_app", url, 1, args.clients) as (port, server):
+        for round_ in range(args.rounds):
+            order = list(routes) if round_ % 2 == 0 else list(routes)[::-1]
+            for name in order:
+                windows[name]["concurrent"].append(
+                    _window(
+                        port,
+                        server.pid,
+                        url,
+                        tokens,
+                        clients=args.clients,
+                        warmup=args.warmup,
+                        seconds=args.seconds,
+                        prefix=routes[name],
+                    )
+                )
+            for name in order:
+                windows[name]["one_client"].append(
+                    _window(
+                        port, server.pid, url, tokens, clients=1, warmup=2, seconds=args.seconds, prefix=routes[name]
+                    )
+                )
+
+    def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+        requests = sum(run["requests"] for run in runs)
+        api_cpu = sum(run["api_cpu_s"] for run in runs)
+        return {
+            "requests": requests,
+            "errors": sum(n for run in runs for status, n in run["statuses"].items() if status != "200"),
+            "api_cpu_ms_per_request": round(api_cpu / requests * 1000, 3),
+            # What one core of API process serves: requests per CPU-second of the uvicorn process.
+            "requests_per_api_core_s": round(requests / api_cpu, 1),
+            "requests_per_s": round(statistics.fmean(run["requests_per_s"] for run in runs), 1),
+            "p50_ms": [run["latency"]["median_ms"] for run in runs],
+            "p95_ms": [run["latency"]["p95_ms"] for run in runs],
+        }
+
+    summaries = {
+        name: {"concurrent": summary(kinds["concurrent"]), "one_client": summary(kinds["one_client"])}
+        for name, kinds in windows.items()
+    }
+    old, new = summaries["sync_before_issue_16"], summaries["async"]
+    return {
+        "how": "one uvicorn process, 1 worker, both routes mounted; windows alternate which route goes first; "
+        "API CPU is the uvicorn process's own (/proc/PID/stat), the client runs in another process",
+        "uvicorn_workers": 1,
+        "pool_size": args.clients,
+        "clients": args.clients,
+        "rounds": args.rounds,
+        "seconds_per_window": args.seconds,
+        "summary": summaries,
+        "api_cpu_ratio_async_to_sync": {
+            kind: round(new[kind]["api_cpu_ms_per_request"] / old[kind]["api_cpu_ms_per_request"], 3)
+            for kind in ("concurrent", "one_client")
+        },
+        "windows": windows,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--persons", type=int, default=10_000)
@@ -629,7 +838,12 @@ def main() -> None:
     parser.add_argument("--client", nargs="+", choices=("streams", "httpx"), default=["streams", "httpx"])
     parser.add_argument("--database-url", help="measure this already loaded database instead (from --keep)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database (prints its URL)")
+    parser.add_argument("--rounds", type=int, default=2, help="side-by-side rounds of the sync and async routes")
+    parser.add_argument("--quick", action="store_true", help="a small database and short windows (see above)")
     args = parser.parse_args()
+    if args.quick:
+        args.persons, args.readings, args.reads, args.seconds, args.warmup = 1000, 288, 500, 20, 3
+        args.workers, args.client = [1], ["streams"]
 
     @contextmanager
     def target() -> Iterator[tuple[str, Loaded | None]]:
@@ -649,6 +863,7 @@ def main() -> None:
         assert counts is not None
         read = _compare(url, owners, args.reads)
         tokens = [(person, _token(user)) for user, person in owners]
+        side_by_side = _side_by_side(url, tokens, args)
         routes = [_route(url, tokens, args, workers, kind) for kind in args.client for workers in args.workers]
         own_work = _in_process(url, tokens, 2000)
         floor = _framework_floor(url, 3000)
@@ -679,10 +894,11 @@ def main() -> None:
                 "load": vars(loaded) if loaded else None,
                 "latest_curve_read": read,
                 "route": routes,
+                "sync_vs_async_route_side_by_side": side_by_side,
                 "route_work_in_process_one_at_a_time": own_work,
                 "fastapi_floor_one_at_a_time": floor,
                 "benchmark_minutes": round((time.perf_counter() - started) / 60, 1),
-                "targets": {"ratio": 1.2, "route_p95_ms_at_16_clients": 20},
+                "targets": {"ratio": 1.2, "route_p95_ms_at_16_clients": 20, "api_cpu_ms_per_request": 2},
             },
             indent=2,
         )

@@ -5,7 +5,7 @@ the next hours arrive in two batches, each followed by the real forecast job,
 which writes its points and anchors through the database. Evaluation then
 scores the same saved model on all the person's data the way ``train_person``
 scores its test split: windows of the whole series, predictions clamped,
-bands of the model's half-widths. Each origin both have must agree, to the
+bands of the model's widths. Each origin both have must agree, to the
 rounding of the stored ``real`` columns, values and band bounds alike, and
 the anchors must be exactly the records evaluation's inputs were made of.
 
@@ -129,7 +129,7 @@ def test_the_forecast_job_serves_what_evaluation_scores(
     series = prepare(data.glucose, data.carbs, data.insulin)
     every = windows(series, 0, len(series))
     value = predict_windows(restore(state.model), every)
-    low, high = band(value, np.asarray(state.quantiles))
+    low, high = band(value, np.asarray(state.lower), np.asarray(state.upper))
     origins = series.records.glucose_at[series.reading[every.end]]
     at = [moment(int(origin)) for origin in origins]
 

@@ -103,8 +103,8 @@ def test_outcome_describes_the_training(outcome: TrainingOutcome) -> None:
     assert outcome.champion in outcome.test
     assert outcome.family == outcome.state.model.family
     assert (outcome.first_reading, outcome.last_reading) == (START, START + 14 * 288 * STEP)
-    assert len(outcome.quantiles) == len(HORIZON_MINUTES) == 12
-    assert outcome.state.quantiles == outcome.quantiles
+    assert len(outcome.lower) == len(outcome.upper) == len(HORIZON_MINUTES) == 12
+    assert (outcome.state.lower, outcome.state.upper) == (outcome.lower, outcome.upper)
     assert outcome.coverage == 0.8
     assert any("carbohydrate" in feature for feature in outcome.features)
     assert outcome.hyperparameters["ridge"]["lambda"] in outcome.hyperparameters["ridge"]["lambdas"]
@@ -146,7 +146,9 @@ def test_bands_cover_about_nominally_on_a_stationary_person(outcome: TrainingOut
     coverage = outcome.test[outcome.champion].coverage
     assert coverage is not None
     assert 0.74 <= float(np.mean(coverage)) <= 0.86
-    assert outcome.quantiles[-1] > 2 * outcome.quantiles[0]  # further ahead, wider
+    # Further ahead, wider on both sides.
+    assert outcome.lower[-1] > 2 * outcome.lower[0]
+    assert outcome.upper[-1] > 2 * outcome.upper[0]
 
 
 @pytest.mark.parametrize(("name", "scaling"), [("ridge_events", ("mean", "scale")), ("network", ("x_mean", "x_scale"))])
@@ -172,7 +174,7 @@ def test_scaling_is_fitted_on_train_only(person: Person, name: str, scaling: tup
 def test_same_input_same_outcome(person: Person, outcome: TrainingOutcome) -> None:
     again = train_person(person.glucose, person.carbs, person.insulin)
     assert again.champion == outcome.champion
-    assert again.quantiles == outcome.quantiles
+    assert (again.lower, again.upper) == (outcome.lower, outcome.upper)
     assert again.test == outcome.test
     assert again.validation == outcome.validation
     assert again.state.config() == outcome.state.config()
@@ -187,7 +189,7 @@ def test_state_round_trip_predicts_identically(person: Person, name: str) -> Non
     parts = split(series)
     forecaster = next(f for f in candidates(series, parts.bounds[0], TrainingSettings()) if f.name == name)
     forecaster.fit(parts.train, parts.validation)
-    state = saved(ForecastState(forecaster.export(), (1.0,) * 12, 0.8, "UTC")).model
+    state = saved(ForecastState(forecaster.export(), (1.0,) * 12, (1.0,) * 12, 0.8, "UTC")).model
     np.testing.assert_array_equal(restore(state).predict(parts.test.inputs), forecaster.predict(parts.test.inputs))
 
 
@@ -204,10 +206,24 @@ def test_forecast_from_the_saved_state(person: Person, outcome: TrainingOutcome)
     series = prepare(person.glucose, person.carbs, person.insulin)
     expected = restore(outcome.state.model).predict(history(series, np.array([len(series) - 1])))[0]
     np.testing.assert_allclose([point.value for point in points], expected, rtol=0, atol=1e-9)
-    for point, q in zip(points, outcome.quantiles, strict=True):
-        assert point.low == pytest.approx(max(point.value - q, 40.0))
-        assert point.high == pytest.approx(min(point.value + q, 400.0))
+    for point, below, above in zip(points, outcome.lower, outcome.upper, strict=True):
+        assert point.low == pytest.approx(max(point.value - below, 40.0))
+        assert point.high == pytest.approx(min(point.value * (1 + above / 100), 400.0))
         assert 40 <= point.low <= point.value <= point.high <= 400
+
+
+def test_a_version_1_state_still_loads_with_its_band_at_the_middle_of_the_range(outcome: TrainingOutcome) -> None:
+    """Models saved before two-sided bands keep serving (their band state adapts from the first outcomes)."""
+    config = {
+        key: value for key, value in outcome.state.config().items() if key not in ("lower_mg_dl", "upper_percent")
+    }
+    config |= {"version": 1, "quantiles": [10.0 + k for k in range(12)]}
+    state = ForecastState.from_saved(config, dict(outcome.state.tensors))
+    assert state.lower == tuple(10.0 + k for k in range(12))
+    for below, above in zip(state.lower, state.upper, strict=True):
+        assert 125 * above / 100 == pytest.approx(below)  # 125 mg/dL: the middle of 70-180
+    with pytest.raises(ValueError, match="forecast state version 3 is not 1 or 2"):
+        ForecastState.from_saved({**config, "version": 3}, dict(outcome.state.tensors))
 
 
 def test_forecast_from_the_last_hour_reads_four_hours_of_events(person: Person, outcome: TrainingOutcome) -> None:
@@ -257,7 +273,7 @@ def test_fallback_is_a_calibrated_baseline(person: Person) -> None:
     assert state.fallback
     assert state.model.family in {"persistence", "ar2"}
     assert state.tensors == {}
-    assert all(0 < q < math.inf for q in state.quantiles)
+    assert all(0 < q < math.inf for q in state.lower + state.upper)
     points = forecast(saved(state), recent, recent[-1][0])
     assert len(points) == 12
     with pytest.raises(InsufficientData, match="at least 30"):

@@ -15,11 +15,10 @@ import pytest
 
 from glucokit.errors import GlucokitError
 from glucokit.forecast import InsufficientData, clarke_zones, conformal_quantile
-from glucokit.forecast.bands import band
+from glucokit.forecast.bands import band, calibrate
 from glucokit.forecast.candidates import AR2, Persistence, Ridge, rmse
 from glucokit.forecast.features import FeatureSpec
 from glucokit.forecast.metrics import evaluate
-from glucokit.forecast.pipeline import calibrate
 from glucokit.forecast.series import Reading, micros, prepare, resample, timeline
 from glucokit.forecast.windows import (
     EVENT_LOOKBACK,
@@ -323,16 +322,18 @@ def test_bands_cover_nominally_on_a_stationary_process() -> None:
     rng = np.random.default_rng(3)
     scale = np.linspace(2, 20, HORIZONS)
     calibration, test = (rng.normal(0, scale, (count, HORIZONS)) for count in (2_000, 20_000))
-    quantiles = np.array(calibrate(calibration, np.zeros_like(calibration), 0.8))
-    coverage = evaluate(200 + test, np.full_like(test, 200.0), quantiles=quantiles).coverage
+    lower, upper = calibrate(200 + calibration, np.full_like(calibration, 200.0), 0.8)
+    bands = band(200 + test, np.array(lower), np.array(upper))
+    coverage = evaluate(200 + test, np.full_like(test, 200.0), bands=bands).coverage
     assert coverage is not None
     assert np.abs(np.array(coverage) - 0.8).max() < 0.02
 
 
 def test_band_stays_within_what_a_sensor_reads() -> None:
-    low, high = band(np.array([20.0, 100.0, 390.0]), np.array([30.0, 30.0, 30.0]))
+    # 30 mg/dL below, 30 % of the (clamped) forecast above.
+    low, high = band(np.array([20.0, 100.0, 390.0]), np.array([30.0, 30.0, 30.0]), np.array([30.0, 30.0, 30.0]))
     assert low.tolist() == [40.0, 70.0, 360.0]
-    assert high.tolist() == [70.0, 130.0, 400.0]
+    assert high.tolist() == [52.0, 130.0, 400.0]
 
 
 def test_metrics_of_known_errors() -> None:

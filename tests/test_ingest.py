@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,11 +15,12 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from fhir_samples import SOURCE, START, bundle, carbs, cgm, changed, insulin
 from glucokit.db.sessions import Connection
 from glucokit.errors import GlucokitError
-from glucokit.fhir.ingest import Ingest, IngestReport, Limits, _Document, _ndjson_entries
+from glucokit.fhir.ingest import Ingest, IngestReport, Limits, _Document, _ndjson_entries, _Writers
 from glucokit.units import MG_DL, MMOL_L
 from owners import Owner, ingest, quarantined, rows
 
@@ -332,6 +335,45 @@ def test_batches_over_two_writers_keep_every_entry_and_count_right(
     assert (report.entries, report.inserted, report.rejected) == (23, 22, 1)
     assert len(rows(conn, owner)) == 22
     assert [row[0] for row in quarantined(conn, owner)] == [7]
+
+
+def test_a_reading_stored_by_another_writer_meanwhile_is_not_an_error(
+    database_url: str, owner: Owner, conn: Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plain INSERT of new readings meets a reading that another transaction stores while the batch is
+    written: the batch is written again with ON CONFLICT, and nothing fails or is stored twice."""
+    attempts: list[bool] = []
+    write_on = _Writers._write_on
+
+    def spy(self: _Writers, conn: Connection, batch: Any, *, careful: bool) -> tuple[int, int]:
+        attempts.append(careful)
+        return write_on(self, conn, batch, careful=careful)
+
+    monkeypatch.setattr(_Writers, "_write_on", spy)
+    resources = [cgm(n) for n in range(6)]
+    with psycopg.connect(database_url) as other, psycopg.connect(database_url) as writer:
+        other.execute(
+            "insert into public.observation (person_id, code, value, unit, effective_at, device, source_system, "
+            "source_id, resource) values (%s, '99504-3', 120, 'mg/dL', %s, 'Example CGM', %s, 'reading-3', %s)",
+            (owner.person, START + timedelta(minutes=15), SOURCE, Jsonb(resources[3])),
+        )  # not committed yet
+        run = Ingest([writer], user_id=owner.user, person_id=owner.person)
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(run.document, orjson.dumps(bundle(*resources)), source="meanwhile.json")
+            for _ in range(200):  # until the writer waits for the other transaction's reading
+                waiting = conn.execute(
+                    "select wait_event_type from pg_stat_activity where pid = %s", (writer.info.backend_pid,)
+                ).fetchone()
+                conn.commit()
+                if waiting == ("Lock",):
+                    break
+                time.sleep(0.05)
+            assert waiting == ("Lock",)
+            other.commit()
+            report = pending.result(timeout=30)
+    assert attempts == [False, True]  # the plain INSERT, then ON CONFLICT
+    assert (report.inserted, report.updated + report.unchanged, report.rejected) == (5, 1, 0)
+    assert [row[0] for row in rows(conn, owner)] == [f"reading-{n}" for n in range(6)]
 
 
 @pytest.mark.parametrize("name", ["readings.json", "readings.json.gz", "readings.ndjson", "readings.ndjson.gz"])

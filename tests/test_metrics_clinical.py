@@ -114,7 +114,8 @@ def test_detection_of_lows_and_highs_and_coverage_per_glucose_range() -> None:
 def test_a_range_or_a_detection_with_nothing_in_it_is_none_and_the_metrics_are_strict_json() -> None:
     target = np.full((4, HORIZONS), 120.0)
     prediction = target + np.array([5.0, -5.0, 10.0, 0.0])[:, None]
-    metrics = evaluate(prediction, target, quantiles=np.full(HORIZONS, 6.0), origin=target[:, 0])
+    bands = (prediction - 6, prediction + 6)
+    metrics = evaluate(prediction, target, bands=bands, origin=target[:, 0])
     at_60 = metrics.at(60)
     assert at_60["lows"]["sensitivity"] is None
     assert at_60["highs"]["precision"] is None

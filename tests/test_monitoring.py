@@ -15,7 +15,7 @@ import pytest
 from fhir_samples import START, bundle, cgm
 from glucokit.db.sessions import Connection, Purpose, as_user, as_worker
 from glucokit.forecast import HORIZON_MINUTES, ForecastState, ModelState
-from glucokit.forecast.bands import start, track
+from glucokit.forecast.bands import MAX_HALF_WIDTH, MAX_UPPER_PERCENT, Side, start, track
 from glucokit.forecast.metrics import grmse
 from glucokit.modelops import band_state, monitoring
 from owners import Owner, ingest
@@ -221,9 +221,10 @@ def test_monitoring_needs_consent_to_forecasting(conn: Connection, owner: Owner)
 # ---- adaptive bands and clinical accuracy ------------------------------------
 
 
-def served_state(quantile: float) -> ForecastState:
-    """A trained state whose band half-width is ``quantile`` at every horizon."""
-    return ForecastState(ModelState("persistence", {}, {}), (quantile,) * len(HORIZON_MINUTES), 0.8, "UTC")
+def served_state(lower: float, upper: float) -> ForecastState:
+    """A trained state whose band reaches ``lower`` mg/dL below and ``upper`` % above at every horizon."""
+    horizons = len(HORIZON_MINUTES)
+    return ForecastState(ModelState("persistence", {}, {}), (lower,) * horizons, (upper,) * horizons, 0.8, "UTC")
 
 
 def bands_of(conn: Connection, owner: Owner, model: UUID) -> dict[int, band_state.HorizonBand]:
@@ -234,23 +235,31 @@ def bands_of(conn: Connection, owner: Owner, model: UUID) -> dict[int, band_stat
 def test_a_model_serves_its_trained_band_first_and_each_outcome_moves_it(conn: Connection, owner: Owner) -> None:
     model = active_model(conn, owner, trained_until=T0 - timedelta(minutes=30))
     with as_worker(conn, owner.person, Purpose.FORECASTING, "test: serve"):
-        assert band_state.serving(conn, model, served_state(15.0)).quantiles == (15.0,) * len(HORIZON_MINUTES)
-    # Readings of 120 mg/dL; 30-minute forecasts of 120 (inside their band of +-15) and of 150 (outside).
+        served = band_state.serving(conn, model, served_state(15.0, 10.0))
+    assert (served.lower, served.upper) == ((15.0,) * len(HORIZON_MINUTES), (10.0,) * len(HORIZON_MINUTES))
+    # Readings of 120 mg/dL; 30-minute forecasts of 120 (inside their band of -15/+12), of 150 (the reading
+    # is below the band) and of 100 (above it).
     ingest(conn, owner, bundle(*(cgm(n, 120) for n in range(10))))
-    for n, value in enumerate([120, 150, 150, 120, 150, 120, 120, 150, 150, 150]):
-        forecast_point(conn, owner, model, T0 + timedelta(minutes=5 * n), value, (value - 15, value + 15))
+    for n, value in enumerate([120, 150, 150, 120, 150, 120, 120, 100, 150, 100]):
+        forecast_point(conn, owner, model, T0 + timedelta(minutes=5 * n), value, (value - 15, value * 1.1))
     assert monitoring.monitor(conn, owner.person, now=NOW).outcomes == 10
-    misses = [False, True, True, False, True, False, False, True, True, True]  # in order of target time
-    width, step = start(15.0)
+    # In order of target time, each side's misses.
+    below = [False, True, True, False, True, False, False, False, True, False]
+    above = [False, False, False, False, False, False, False, True, False, True]
     thirty = bands_of(conn, owner, model)[30]
-    assert thirty.half_width == pytest.approx(track(width, step, 0.8, misses), abs=1e-4)  # stored as real
+    lower = track(start(15.0, MAX_HALF_WIDTH), 0.8, below, MAX_HALF_WIDTH)
+    upper = track(start(10.0, MAX_UPPER_PERCENT), 0.8, above, MAX_UPPER_PERCENT)
+    assert thirty.lower.width == pytest.approx(lower.width, abs=1e-4)  # stored as real
+    assert thirty.upper.width == pytest.approx(upper.width, abs=1e-4)
     assert (thirty.outcomes, thirty.misses) == (10, 6)
-    assert thirty.half_width > 15  # six misses in ten: wider
+    assert thirty.lower.width > 15  # four misses below in ten: wider
+    assert thirty.upper.width > 10  # two above
     # The other horizons had no outcome and stay; the next forecasts are served with what was learned.
-    assert bands_of(conn, owner, model)[60].half_width == 15
+    assert bands_of(conn, owner, model)[60].lower.width == 15
     with as_worker(conn, owner.person, Purpose.FORECASTING, "test: serve again"):
-        served = band_state.serving(conn, model, served_state(15.0)).quantiles
-    assert served[HORIZON_MINUTES.index(30)] == pytest.approx(thirty.half_width)
+        served = band_state.serving(conn, model, served_state(15.0, 10.0))
+    assert served.lower[HORIZON_MINUTES.index(30)] == pytest.approx(thirty.lower.width)
+    assert served.upper[HORIZON_MINUTES.index(30)] == pytest.approx(thirty.upper.width)
     # Outcomes are learned from once.
     assert monitoring.monitor(conn, owner.person, now=NOW).outcomes == 0
     assert bands_of(conn, owner, model)[30] == thirty
@@ -268,7 +277,7 @@ def test_band_state_is_the_workers_alone_and_only_in_scope(conn: Connection, mak
     owner, other = make_owner(), make_owner()
     model = active_model(conn, owner, trained_until=T0 - timedelta(minutes=30))
     with as_worker(conn, owner.person, Purpose.FORECASTING, "test: serve"):
-        band_state.serving(conn, model, served_state(15.0))
+        band_state.serving(conn, model, served_state(15.0, 10.0))
     # Users see neither the table nor the functions.
     for statement in (
         "select * from private.band_state",
@@ -286,8 +295,8 @@ def test_band_state_is_the_workers_alone_and_only_in_scope(conn: Connection, mak
         pytest.raises(psycopg.errors.NoDataFound, match="not a model of the person in scope"),
         as_worker(conn, other.person, Purpose.FORECASTING, "test: another person's model"),
     ):
-        band_state.save(conn, model, {30: band_state.HorizonBand(1.0, 1.0, 0, 0)})
-    assert bands_of(conn, owner, model)[30].half_width == 15
+        band_state.save(conn, model, {30: band_state.HorizonBand(Side(1.0, 1.0), Side(1.0, 1.0), 0, 0)})
+    assert bands_of(conn, owner, model)[30].lower.width == 15
 
 
 def test_the_daily_rollup_has_grmse_and_the_detection_of_lows_and_highs(conn: Connection, owner: Owner) -> None:

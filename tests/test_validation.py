@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
+import json
+import random
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from fhir_samples import carbs, cgm, changed, insulin
@@ -156,3 +161,141 @@ def test_a_reading_is_checked_against_the_clock_it_was_given() -> None:
     problems = early.validate(cgm(0))
     assert isinstance(problems, list)
     assert [problem.field for problem in problems] == ["effectiveDateTime"]
+
+
+# --- The fast path (msgspec) gives exactly what the full path gives ------------------------------------
+
+
+def _fixture_observations() -> list[dict[str, Any]]:
+    """Every fourth Observation of the simulated fixtures (CGM readings, carbohydrates, insulin)."""
+    observations = []
+    for path in sorted((Path(__file__).parents[1] / "data" / "simulated").glob("*.json.gz")):
+        entries = orjson.loads(gzip.decompress(path.read_bytes()))["entry"]
+        observations += [entry["resource"] for entry in entries[::4]]
+    return observations
+
+
+# Changes deeper inside a valid CGM reading, combined at random below.
+NESTED: list[tuple[tuple[str | int, ...], Any]] = [
+    *[(("valueQuantity", "value"), value) for value in [9, 10, 10.0, 39.99, 1000, 1000.5, 1001, -0, 120.25, 2**70]],
+    *[(("valueQuantity", "code"), value) for value in ["mg/dl", "mmol/L", "[IU]", "g", " mg/dL", ""]],
+    *[(("valueQuantity", "system"), value) for value in ["http://unitsofmeasure.org/", "", None, 1]],
+    *[(("valueQuantity", "unit"), value) for value in ["mg/dL", "", None, "\t"]],
+    *[(("code", "coding", 0, "system"), value) for value in ["http://loinc.org/", "http://snomed.info/sct", ""]],
+    *[(("code", "coding", 0, "code"), value) for value in ["15074-8", "2339-0", "105272-9", "99504-3 ", "x"]],
+    *[(("code", "coding", 0, "display"), value) for value in ["", "\u0001", None, "g\u00fcltig"]],
+    (("code", "coding"), [{"system": "urn:other", "code": "1"}, {"system": "http://loinc.org", "code": "99504-3"}]),
+    (("code", "text"), "Glucose"),
+    *[(("category", 0, "coding", 0, "code"), value) for value in ["vital-signs", "Laboratory", "lab_x", "a" * 65]],
+    *[(("category", 0, "coding", 0, "system"), value) for value in ["urn:other", ""]],
+    (("category",), [{"coding": [{"system": "urn:a", "code": "x-y"}]}, {"coding": [{"code": "survey"}]}]),
+    *[(("identifier", 0, "value"), value) for value in ["x" * 255, "x" * 256, " a", "a\nb"]],
+    *[(("identifier", 0, "system"), value) for value in ["u" * 256, "urn:x y"]],
+    (("identifier",), [{"system": "urn:a", "value": "1"}, {"system": "urn:b"}]),
+    (("identifier",), [{"value": "1"}, {"system": "urn:b", "value": "2"}]),
+    *[(("device", "display"), value) for value in ["d" * 256, "", None]],
+    (("device",), {"reference": "Device/1"}),
+    (("device",), {"reference": "Device/1", "display": "CGM"}),
+    *[(("subject", "reference"), value) for value in ["Patient/1", "", None]],
+    *[(("effectiveDateTime",), value) for value in ["2026-10-01T08:00:00+14:00", "2099-01-01T00:00:00Z", "2026-10"]],
+    (("issued",), "2099-01-01T00:00:00Z"),
+    (("status",), "entered-in-error"),
+]
+
+
+def _nested_change(resource: dict[str, Any], path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
+    result = changed(resource)
+    target: Any = result
+    for step in path[:-1]:
+        target = target[step]
+    if value is None and isinstance(target, dict):
+        target.pop(path[-1], None)
+    else:
+        target[path[-1]] = value
+    return result
+
+
+def _dumps(resource: object) -> bytes:
+    """JSON text of any Python value (orjson refuses integers beyond 64 bits)."""
+    return json.dumps(resource, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _variants() -> list[tuple[str, bytes]]:
+    """JSON texts: the fixtures, the samples and their mutations above, random combinations of nested changes,
+    and spellings of the same JSON that a decoder might read differently."""
+    texts = [(f"fixture {n}", orjson.dumps(resource)) for n, resource in enumerate(_fixture_observations())]
+    texts += [(name, _dumps(resource)) for name, resource in [*VALID.items(), *mutated()]]
+    chance = random.Random(16)  # noqa: S311 (reproducible variants, no secrets)
+    for n in range(1500):
+        resource = chance.choice([cgm(n), cgm(n, 6.5, code="105272-9"), insulin(n, 0.4), carbs(n, 30)])
+        for path, value in chance.sample(NESTED, chance.randint(1, 3)):
+            try:
+                resource = _nested_change(resource, path, value)
+            except (KeyError, IndexError, TypeError):
+                continue
+        texts.append((f"random {n}", _dumps(resource)))
+    line = orjson.dumps(cgm(7)).decode()
+    spellings = [
+        line.replace('"value":120', '"value":1.2e2'),
+        line.replace('"value":120', '"value":120.000'),
+        line.replace('"value":120', '"value":-120'),
+        line.replace('"value":120', '"value":1e400'),
+        line.replace('"value":120', '"value":"120"'),
+        line.replace('"status":"final"', '"status":"final","status":"done"'),
+        line.replace('"status":"final"', '"status":"done","status":"final"'),
+        line.replace('"status":"final"', '"status":"\\u0066inal"'),
+        line.replace('"status":"final"', '"status" : "final" '),
+        line.replace("Example CGM", "Example\\u0000CGM"),
+        line.replace("Example CGM", "Example \\ud800 CGM"),
+        line.replace("Example CGM", "Example \\uD83D\\uDE00 CGM"),
+        "\ufeff" + line,
+        " " + line + " ",
+        line + "x",
+        line[:-1],
+        "[" + line + "]",
+        "null",
+        "{}",
+    ]
+    texts += [(f"spelling {n}", text.encode()) for n, text in enumerate(spellings)]
+    texts += [("invalid UTF-8", orjson.dumps(cgm(8)).replace(b"Example", b"Ex\xffample"))]
+    return texts
+
+
+@pytest.mark.parametrize("version", FHIR_VERSIONS)
+def test_the_fast_path_accepts_and_rejects_exactly_what_the_full_path_does(version: FhirVersion) -> None:
+    """What ``validate_json`` takes is read exactly as ``validate`` reads it, and valid FHIR; what it does not
+    take goes to ``validate``, so ingest accepts and rejects the same entries with the same problems."""
+    validator = ObservationValidator(version, datetime(2030, 1, 1, tzinfo=UTC))
+    differ, invalid_fhir, fast_taken, full_taken = [], [], 0, 0
+    for name, text in _variants():
+        fast = validator.validate_json(text)
+        try:
+            resource = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            assert fast is None, name  # malformed JSON is reported as such by the full path
+            continue
+        full = validator.validate(resource)
+        full_taken += isinstance(full, Reading)
+        if fast is None:
+            continue
+        fast_taken += 1
+        if fast != full:
+            differ.append(name)
+        if structure_problems(resource, version):
+            invalid_fhir.append(name)
+    assert differ == []
+    assert invalid_fhir == []
+    # The fast path is taken for the fixtures and most valid variants, not only in theory.
+    assert fast_taken > 1000
+    assert fast_taken >= 0.9 * full_taken
+
+
+def test_the_fast_path_reads_the_same_reading_with_its_types() -> None:
+    validator = ObservationValidator("R4B", datetime(2030, 1, 1, tzinfo=UTC))
+    for resource in [cgm(0), cgm(1, 6.5, code="105272-9"), insulin(2, 0.4), carbs(3, 30.5)]:
+        fast = validator.validate_json(orjson.dumps(resource))
+        assert fast is not None
+        full = validator.validate(resource)
+        assert fast == full
+        assert not isinstance(full, list)
+        assert [type(part) for part in fast] == [type(part) for part in full]

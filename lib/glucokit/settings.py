@@ -209,7 +209,12 @@ class ServiceSettings(DatabaseSettings):
 
 
 class ApiServiceSettings(SupabaseSettings, ServiceSettings):
-    api_pool: int = Field(8, ge=1, alias="GLUCOKIT_API_POOL", description="the API's database connections")
+    api_pool: int = Field(
+        8,
+        ge=1,
+        alias="GLUCOKIT_API_POOL",
+        description="the API's database connections per pool (two pools: async reads, and the thread pool's routes)",
+    )
 
 
 class RetrainAuthSettings(_Settings):

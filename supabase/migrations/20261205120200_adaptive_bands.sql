@@ -6,10 +6,11 @@
  * with, for good. When a person's glucose drifts from the days it was
  * calibrated on, the band covers less than it says, and stays so. Bands now
  * follow their outcomes (adaptive conformal inference, lib/glucokit/forecast/
- * bands.py): each model version keeps, per horizon, the half-width it serves
- * with, which each recorded outcome moves (wider after a reading outside the
- * band, narrower after one inside), so that the share of readings inside the
- * bands converges to the nominal coverage.
+ * bands.py): each model version keeps, per horizon, the width of each side of
+ * the band it serves with (mg/dL below the forecast, percent of the forecast
+ * above it), which each recorded outcome moves (a side widens after a reading
+ * beyond it and narrows otherwise), so that the share of readings below and
+ * above the bands each converges to half the nominal miss rate.
  *
  * The state is private.band_state: the API roles never see it, and only the
  * two security-definer functions below touch it, in a worker's person scope
@@ -29,10 +30,13 @@ create table private.band_state (
   model_id uuid not null,
   person_id uuid not null,
   horizon_minutes smallint not null check (horizon_minutes between 5 and 60 and horizon_minutes % 5 = 0),
-  -- The half-width served now, mg/dL: never wider than a sensor's range (40-400 mg/dL).
-  half_width_mg_dl real not null check (half_width_mg_dl between 0 and 360),
-  -- How far one outcome moves it (a fraction of the half-width it started from), mg/dL.
-  step_mg_dl real not null check (step_mg_dl > 0),
+  -- The sides served now: mg/dL below the forecast, and percent of the forecast above it; neither reaches
+  -- further than a sensor's range (40-400 mg/dL: 360 mg/dL, and 900 % of a 40 mg/dL forecast).
+  lower_mg_dl real not null check (lower_mg_dl between 0 and 360),
+  upper_percent real not null check (upper_percent between 0 and 900),
+  -- How far one outcome moves each (a fraction of the width it started from).
+  lower_step_mg_dl real not null check (lower_step_mg_dl > 0),
+  upper_step_percent real not null check (upper_step_percent > 0),
   -- Outcomes it has learned from, and how many of them fell outside the band.
   outcomes integer not null default 0 check (outcomes >= 0),
   misses integer not null default 0 check (misses between 0 and outcomes),
@@ -41,7 +45,7 @@ create table private.band_state (
   foreign key (model_id, person_id) references public.ml_model (id, person_id) on delete cascade
 );
 comment on table private.band_state is
-  'Per model version and horizon: the band half-width forecasts are served with, moved by each outcome (adaptive conformal inference).';
+  'Per model version and horizon: the band sides forecasts are served with, each moved by each outcome (adaptive conformal inference).';
 
 alter table private.band_state enable row level security;
 revoke all on private.band_state from public, anon, authenticated, service_role;
@@ -53,7 +57,10 @@ revoke all on private.band_state from public, anon, authenticated, service_role;
  * has not served a band yet.
  */
 create or replace function private.read_band_state(p_model_id uuid)
-  returns table (horizon_minutes smallint, half_width_mg_dl real, step_mg_dl real, outcomes integer, misses integer)
+  returns table (
+    horizon_minutes smallint, lower_mg_dl real, lower_step_mg_dl real, upper_percent real, upper_step_percent real,
+    outcomes integer, misses integer
+  )
   language plpgsql volatile security definer
   set search_path = ''
 as $$
@@ -64,7 +71,8 @@ begin
     raise exception 'band state is read in the person''s scope' using errcode = 'insufficient_privilege';
   end if;
   return query
-    select s.horizon_minutes, s.half_width_mg_dl, s.step_mg_dl, s.outcomes, s.misses
+    select s.horizon_minutes, s.lower_mg_dl, s.lower_step_mg_dl, s.upper_percent, s.upper_step_percent, s.outcomes,
+      s.misses
     from private.band_state s
     where s.model_id = p_model_id and s.person_id = v_person
     order by s.horizon_minutes
@@ -82,8 +90,10 @@ grant execute on function private.read_band_state(uuid) to glucokit_worker;
 create or replace function private.save_band_state(
   p_model_id uuid,
   p_horizons smallint[],
-  p_half_widths real[],
-  p_steps real[],
+  p_lowers real[],
+  p_lower_steps real[],
+  p_uppers real[],
+  p_upper_steps real[],
   p_outcomes integer[],
   p_misses integer[]
 ) returns void
@@ -100,21 +110,25 @@ begin
     raise exception 'model % is not a model of the person in scope', p_model_id using errcode = 'no_data_found';
   end if;
   insert into private.band_state as s (
-    model_id, person_id, horizon_minutes, half_width_mg_dl, step_mg_dl, outcomes, misses, updated_at
+    model_id, person_id, horizon_minutes, lower_mg_dl, lower_step_mg_dl, upper_percent, upper_step_percent,
+    outcomes, misses, updated_at
   )
-  select p_model_id, v_person, u.horizon, u.half_width, u.step, u.outcomes, u.misses, now()
-  from unnest(p_horizons, p_half_widths, p_steps, p_outcomes, p_misses)
-    as u (horizon, half_width, step, outcomes, misses)
+  select p_model_id, v_person, u.horizon, u.lower, u.lower_step, u.upper, u.upper_step, u.outcomes, u.misses, now()
+  from unnest(p_horizons, p_lowers, p_lower_steps, p_uppers, p_upper_steps, p_outcomes, p_misses)
+    as u (horizon, lower, lower_step, upper, upper_step, outcomes, misses)
   on conflict (model_id, person_id, horizon_minutes) do update
-    set half_width_mg_dl = excluded.half_width_mg_dl, step_mg_dl = excluded.step_mg_dl,
+    set lower_mg_dl = excluded.lower_mg_dl, lower_step_mg_dl = excluded.lower_step_mg_dl,
+      upper_percent = excluded.upper_percent, upper_step_percent = excluded.upper_step_percent,
       outcomes = excluded.outcomes, misses = excluded.misses, updated_at = excluded.updated_at;
 end
 $$;
-comment on function private.save_band_state(uuid, smallint[], real[], real[], integer[], integer[]) is
+comment on function
+  private.save_band_state(uuid, smallint[], real[], real[], real[], real[], integer[], integer[]) is
   'Worker (scoped): store the band state of one of the person''s models, per horizon.';
-revoke all on function private.save_band_state(uuid, smallint[], real[], real[], integer[], integer[]) from public;
-grant execute on function private.save_band_state(uuid, smallint[], real[], real[], integer[], integer[])
-  to glucokit_worker;
+revoke all on function
+  private.save_band_state(uuid, smallint[], real[], real[], real[], real[], integer[], integer[]) from public;
+grant execute on function
+  private.save_band_state(uuid, smallint[], real[], real[], real[], real[], integer[], integer[]) to glucokit_worker;
 
 -- -----------------------------------------------------------------------------
 -- gRMSE's penalty

@@ -2,10 +2,15 @@
 feedback and uploads FHIR observations.
 
 Every request that touches data runs in one transaction as ``authenticated``
-with the request's verified claims (``sessions.as_role``), exactly like
-PostgREST; never as a role that bypasses it. Row-level security decides what exists,
-so another user's person or forecast answers 404 like a missing one. Errors
-are RFC 9457 problem details (``application/problem+json``).
+with the request's verified claims (``sessions.as_role``, or its async twin
+``_as_user_async``), exactly like PostgREST; never as a role that bypasses it.
+Row-level security decides what exists, so another user's person or forecast
+answers 404 like a missing one. Errors are RFC 9457 problem details
+(``application/problem+json``).
+
+The latest-forecast route, the one clients poll, runs on the event loop end to
+end (an async connection pool, async dependencies, one transaction, its JSON
+written by pydantic straight to bytes); the other routes run in the thread pool.
 
 Informational trend forecasts only: never for dosing, diagnosis or triage.
 """
@@ -17,8 +22,8 @@ import binascii
 import logging
 import re
 import tempfile
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import IO, Annotated, Any, Final, cast
@@ -29,8 +34,9 @@ from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg.pq import TransactionStatus
+from psycopg.rows import class_row, dict_row
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -58,14 +64,14 @@ from glucokit.api.models import (
     SourceReference,
 )
 from glucokit.db.queries import query
-from glucokit.db.sessions import Connection, as_role
+from glucokit.db.sessions import Connection, as_role, become_role
 from glucokit.disclaimer import DISCLAIMER, DISCLAIMER_VERSION, Language
 from glucokit.errors import GlucokitError
 from glucokit.fhir import importers, ingest
 from glucokit.fhir import summary as cgm_summary
 from glucokit.fhir.importers.common import person_time_zone
 from glucokit.fhir.resources import FhirVersion
-from glucokit.modelops import experiments, patterns, retrain_queue
+from glucokit.modelops import patterns, retrain_queue
 
 PROBLEM_JSON: Final = "application/problem+json"
 # Every response carries health data or could: none may be stored by a cache or read as another type, and
@@ -131,17 +137,23 @@ PROBLEM_RESPONSE: Final[dict[int | str, dict[str, Any]]] = {
 class ApiSettings:
     database_url: str  # a login that may `set role authenticated` (authenticator on Supabase), never a bypassing one
     verifier: TokenVerifier
-    pool_size: int = 8
+    pool_size: int = 8  # connections at most in each of the two pools (sync routes, async routes)
     ingest_limits: ingest.Limits = field(default_factory=ingest.Limits)
+
+
+AsyncConnection = psycopg.AsyncConnection[tuple[object, ...]]
 
 
 @dataclass(frozen=True)
 class _Service:
     settings: ApiSettings
-    pool: ConnectionPool
+    pool: ConnectionPool  # the routes run in the thread pool
+    async_pool: AsyncConnectionPool[AsyncConnection]  # the routes run on the event loop
 
 
-def _service(request: Request) -> _Service:
+# The dependencies that do no I/O are async: FastAPI runs a sync dependency in the thread pool, a hop that costs
+# about as much CPU as the latest-forecast route's own work (bench/README.md).
+async def _service(request: Request) -> _Service:
     service = request.app.state.service
     assert isinstance(service, _Service)
     return service
@@ -150,8 +162,11 @@ def _service(request: Request) -> _Service:
 Service = Annotated[_Service, Depends(_service)]
 
 
-def _caller(service: Service, authorization: Annotated[str | None, Header()] = None) -> Caller:
-    return service.settings.verifier.caller(authorization)
+async def _caller(service: Service, authorization: Annotated[str | None, Header()] = None) -> Caller:
+    verifier = service.settings.verifier
+    if verifier.may_block(authorization):  # an asymmetric key may be fetched from the JWKS URL: off the event loop
+        return await run_in_threadpool(verifier.caller, authorization)
+    return verifier.caller(authorization)  # the JWT secret (HS256): CPU only, tens of microseconds
 
 
 SignedIn = Annotated[Caller, Depends(_caller)]
@@ -171,6 +186,47 @@ def _user_transaction(service: Service, who: SignedIn) -> Iterator[Connection]:
 UserTransaction = Annotated[Connection, Depends(_user_transaction, scope="function")]
 
 
+def _async_pool(database_url: str, max_size: int) -> AsyncConnectionPool[AsyncConnection]:
+    """The async routes' pool (not yet open). Its connections are in autocommit mode: ``_as_user_async`` opens
+    and ends each transaction itself, so that BEGIN travels with the role switch in one round trip."""
+    return AsyncConnectionPool(
+        database_url, min_size=1, max_size=max_size, open=False, connection_class=AsyncConnection,
+        kwargs={"autocommit": True},
+    )  # fmt: skip
+
+
+@asynccontextmanager
+async def _as_user_async(conn: AsyncConnection, claims: Mapping[str, object]) -> AsyncIterator[AsyncConnection]:
+    """``sessions.as_role(conn, "authenticated", claims)`` on an autocommit connection of ``_async_pool``: one
+    transaction as ``authenticated`` with ``claims`` (both set local, so both end with it), begun in the same
+    round trip as the role switch (the simple query protocol takes both statements); COMMIT when the body
+    returns, ROLLBACK when it raises."""
+    if not conn.autocommit:
+        raise psycopg.ProgrammingError("_as_user_async runs on the autocommit connections of _async_pool")
+    await conn.execute(b"begin; " + become_role("authenticated", claims).as_bytes(conn))
+    try:
+        yield conn
+    except BaseException:
+        if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+            with suppress(psycopg.Error):  # a broken connection: the pool discards it
+                await conn.execute(b"rollback")
+        raise
+    if conn.info.transaction_status != TransactionStatus.INTRANS:  # a statement failed and was swallowed
+        await conn.execute(b"rollback")
+        raise psycopg.errors.InFailedSqlTransaction("the request's transaction failed; it was rolled back")
+    await conn.execute(b"commit")
+
+
+async def _user_transaction_async(service: Service, who: SignedIn) -> AsyncIterator[AsyncConnection]:
+    """``_user_transaction`` on the event loop, with the same guarantee: the transaction commits when the route
+    returns, before the response is sent, and a commit that fails is the client's error response."""
+    async with service.async_pool.connection() as conn, _as_user_async(conn, who.claims) as scoped:
+        yield scoped
+
+
+AsyncUserTransaction = Annotated[AsyncConnection, Depends(_user_transaction_async, scope="function")]
+
+
 def _person_or_404(conn: Connection, person_id: UUID) -> None:
     if not reads.person_visible(conn, person_id):
         raise Problem(404, "Not Found", f"no person {person_id} among yours")
@@ -180,28 +236,38 @@ router = APIRouter()
 
 
 @router.get("/health", tags=["service"])
-def health(service: Service) -> Health:
+async def health(service: Service) -> Health:
     """Liveness and database reachability (no data is read)."""
-    with service.pool.connection() as conn:
-        conn.execute(b"select 1")
+    async with service.async_pool.connection() as conn:
+        await conn.execute(b"select 1")
     return Health(status="ok", database="ok")
 
 
-@router.get("/v1/persons/{person_id}/forecast", tags=["forecasts"])
-def latest_forecast(person_id: UUID, conn: UserTransaction, lang: Language = "en") -> LatestForecast:
+@router.get("/v1/persons/{person_id}/forecast", tags=["forecasts"], response_model=LatestForecast)
+async def latest_forecast(person_id: UUID, conn: AsyncUserTransaction, lang: Language = "en") -> Response:
     """The person's latest forecast curve (5-60 min ahead) with its bands, provenance and disclaimer."""
-    _person_or_404(conn, person_id)
-    curve = reads.latest_curve(conn, person_id)
+    # The curve first: row-level security returns none for another user's person, and only then does the
+    # person check run, to tell "no such person among yours" from "no forecast yet".
+    async with conn.cursor(row_factory=class_row(reads.Point)) as cursor:
+        await cursor.execute(query("read_latest_curve"), {"person_id": person_id})
+        curve = await cursor.fetchall()
     if not curve:
+        found = await (await conn.execute(query("person_visible"), {"person_id": person_id})).fetchone()
+        if not (found and found[0]):
+            raise Problem(404, "Not Found", f"no person {person_id} among yours")
         raise Problem(404, "Not Found", f"person {person_id} has no forecast yet")
-    experiments.log_exposure(conn, person_id, curve[0].model_id, curve[0].generated_at)
-    return LatestForecast(
+    # experiments.log_exposure's statement, on this connection: one per running experiment the person is in.
+    exposure = {"person_id": person_id, "model_id": curve[0].model_id, "generated_at": curve[0].generated_at}
+    await conn.execute(query("experiment_log_exposure"), exposure)
+    forecast = LatestForecast(
         person_id=person_id,
         generated_at=curve[0].generated_at,
         points=[ForecastPoint.of(point) for point in curve],
         provenance=Provenance.of(curve[0]),
         disclaimer=Disclaimer.of(curve[0].disclaimer_version, lang),
     )
+    # The validated model straight to JSON bytes (FastAPI would validate and serialize it a second time).
+    return Response(forecast.model_dump_json().encode(), media_type="application/json")
 
 
 @dataclass(frozen=True)
@@ -461,12 +527,21 @@ def create_app(settings: ApiSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = ConnectionPool(settings.database_url, min_size=1, max_size=settings.pool_size, open=False)
+        async_pool = _async_pool(settings.database_url, settings.pool_size)
         pool.open(wait=True)
-        app.state.service = _Service(settings, pool)
+        try:
+            await async_pool.open(wait=True)
+        except BaseException:
+            pool.close()
+            raise
+        app.state.service = _Service(settings, pool, async_pool)
         try:
             yield
         finally:
-            pool.close()
+            try:
+                await async_pool.close()
+            finally:
+                pool.close()
 
     app = FastAPI(
         title="glucokit API",

@@ -71,6 +71,17 @@ class TokenVerifier:
         # The database reads the claims, not user_id: give it the canonical spelling that Python checked.
         return Caller(user_id, {**claims, "sub": str(user_id)})
 
+    def may_block(self, authorization: str | None) -> bool:
+        """Whether verifying this ``Authorization`` header may fetch the JWKS (blocking HTTP): only a token signed
+        with an asymmetric key, when a JWKS URL is configured. Anything else is verified by CPU alone."""
+        if self.jwks is None:
+            return False
+        try:
+            algorithm = jwt.get_unverified_header((authorization or "").partition(" ")[2].strip()).get("alg")
+        except jwt.InvalidTokenError:
+            return False  # refused without a key
+        return algorithm in ASYMMETRIC
+
     def verify(self, token: str) -> dict[str, Any]:
         """The claims of a signed-in user's valid access token; raises Unauthorized otherwise."""
         try:

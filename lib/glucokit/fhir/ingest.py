@@ -133,6 +133,7 @@ class _Entry(NamedTuple):
     text: str | None  # the resource's JSON text when it is at hand (NDJSON)
     problem: Problem | None
     raw: str | None = None  # an imported record as received, which the quarantine keeps instead of the resource
+    line: bytes | None = None  # an NDJSON line not parsed yet: ``_Run`` parses and checks it in one pass
 
 
 @dataclass
@@ -141,6 +142,8 @@ class _Batch:
     corrections: bool = False
     quarantine: list[dict[str, object]] = field(default_factory=list)
     size: int = 0  # bytes of resource JSON held: rows' and quarantined payloads'
+    first: datetime | None = None  # the span of the rows' effective times
+    last: datetime | None = None
 
 
 def payload_text(raw: bytes | str) -> str:
@@ -177,12 +180,7 @@ def _ndjson_entries(stream: IO[bytes], limits: Limits) -> Iterator[_Entry]:
             continue
         if not line.strip():
             continue
-        try:
-            value = orjson.loads(line)
-        except orjson.JSONDecodeError as error:
-            yield _Entry(position, number, None, payload_text(line), _malformed(error))
-            continue
-        yield _Entry(position, number, value, line.decode(), None)
+        yield _Entry(position, number, None, None, None, line=line)
 
 
 class _Refused(Exception):
@@ -443,11 +441,18 @@ class _Writers:
     def _write(self, batch: _Batch) -> tuple[int, int]:
         conn = self._free.get()
         try:
-            return self._write_on(conn, batch)
+            try:
+                return self._write_on(conn, batch, careful=False)
+            except psycopg.errors.UniqueViolation:
+                # Another transaction stored some of these readings while this batch was written: the batch
+                # (rolled back whole, with the staging table if this transaction made it) is written again,
+                # and ON CONFLICT leaves those readings to the update.
+                self._staged.discard(id(conn))
+                return self._write_on(conn, batch, careful=True)
         finally:
             self._free.put(conn)
 
-    def _write_on(self, conn: Connection, batch: _Batch) -> tuple[int, int]:
+    def _write_on(self, conn: Connection, batch: _Batch, *, careful: bool) -> tuple[int, int]:
         parameters = {"person_id": self._person_id}
         inserted = updated = 0
         with as_user(conn, self._user_id):
@@ -461,7 +466,11 @@ class _Writers:
                         copy.write_row(row)
                 if batch.corrections:
                     conn.execute(query("ingest_move_corrections"), parameters)
-                inserted = conn.execute(query("ingest_insert_stage"), parameters).rowcount
+                # A batch of new readings (the person has none in its span) goes in by a plain INSERT.
+                span = {**parameters, "first": batch.first, "last": batch.last}
+                new = not careful and _fetch_bool(conn.execute(query("ingest_batch_is_new"), span).fetchone())
+                insert = query("ingest_insert_stage_new") if new else query("ingest_insert_stage")
+                inserted = conn.execute(insert, parameters).rowcount
                 if inserted < len(batch.rows):
                     updated = conn.execute(query("ingest_update_stage"), parameters).rowcount
             if batch.quarantine:
@@ -616,7 +625,24 @@ class _Run:
     def _check(self, entry: _Entry) -> list[Problem]:
         if entry.problem is not None:
             return [entry.problem]
-        checked = self.validator.validate(entry.value)
+        text = entry.text
+        if entry.line is not None:
+            # An NDJSON line: the compact CGM shape is decoded and checked in one pass; any other line is
+            # parsed and judged in full, like a Bundle's entry.
+            fast = self.validator.validate_json(entry.line)
+            try:
+                text = entry.line.decode()
+            except UnicodeDecodeError:
+                fast, text = None, payload_text(entry.line)
+            if fast is not None:
+                checked: Reading | list[Problem] = fast
+            else:
+                try:
+                    checked = self.validator.validate(orjson.loads(entry.line))
+                except orjson.JSONDecodeError as error:
+                    return [_malformed(error)]
+        else:
+            checked = self.validator.validate(entry.value)
         if isinstance(checked, list):
             return checked
         key = _identity(checked)
@@ -628,13 +654,18 @@ class _Run:
                     f"at {checked.effective_at.isoformat()}",
                 )
             ]
-        text = entry.text if entry.text is not None else orjson.dumps(entry.value).decode()
+        text = text if text is not None else orjson.dumps(entry.value).decode()
         if "\\u0000" in text:
             return [Problem("(json)", "contains a NUL character (\\u0000), which PostgreSQL cannot store")]
         self.seen.add(key)
         self.batch.rows.append((*checked, text))
         self.batch.size += len(text)
         self.batch.corrections = self.batch.corrections or checked.status in _CORRECTIONS
+        moment = checked.effective_at
+        if self.batch.first is None or moment < self.batch.first:
+            self.batch.first = moment
+        if self.batch.last is None or moment > self.batch.last:
+            self.batch.last = moment
         return []
 
     def _reject(self, entry: _Entry, problems: list[Problem]) -> None:
@@ -665,6 +696,10 @@ def _identity(reading: Reading) -> bytes:
     ).digest()
 
 
+def _fetch_bool(row: tuple[Any, ...] | None) -> bool:
+    return bool(row and row[0])
+
+
 def _record_entries(records: Iterable[Record], report: IngestReport) -> Iterator[_Entry]:
     for record in records:
         if record.skip is not None:
@@ -677,6 +712,8 @@ def _record_entries(records: Iterable[Record], report: IngestReport) -> Iterator
 def _entry_payload(entry: _Entry) -> str:
     if entry.raw is not None:
         return entry.raw
+    if entry.line is not None:
+        return payload_text(entry.line)
     if entry.text is not None:
         return entry.text
     return payload_text(orjson.dumps(entry.value)) if entry.value is not None else ""

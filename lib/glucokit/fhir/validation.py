@@ -9,7 +9,10 @@ Two questions are asked of every entry, in this order:
    here against the same FHIR rules; anything else, and anything this check
    does not accept, goes to fhir.resources, whose errors are reported.
    tests/test_validation.py checks that this check never accepts what
-   fhir.resources rejects.
+   fhir.resources rejects. Ingest of NDJSON asks msgspec first
+   (``ObservationValidator.validate_json``): it decodes a line straight into the
+   compact shape's types with the same rules, and a line it does not take whole
+   goes the way above, so every rejection is reported by the same code.
 2. Meaning: a code glucokit keeps, in the unit that code is reported in, within
    a physiological range, at a time with a time zone that is not in the
    future, with an identifier that makes ingest idempotent.
@@ -24,8 +27,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cache
-from typing import Any, Final, NamedTuple
+from typing import Annotated, Any, Final, Literal, NamedTuple
 
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
 from pydantic import BaseModel, ValidationError
 
 from glucokit.fhir.resources import OBSERVATION_CATEGORY, FhirVersion
@@ -191,6 +196,74 @@ def is_compact(resource: dict[str, Any]) -> bool:
     )
 
 
+# --- The same shape decoded by msgspec in one pass (the fast path of NDJSON ingest) ---------------------
+# Each type below takes no more than ``is_compact`` takes (some take less: a coding needs a system and a
+# code, an identifier a system and a value, a quantity UCUM's system, code and a value), and each pattern
+# is the one above, anchored: msgspec searches, ``is_compact`` matches whole. What msgspec refuses goes
+# the full way, which reports it; tests/test_validation.py checks both ways agree.
+
+
+def _whole(pattern: re.Pattern[str]) -> str:
+    return rf"\A(?:{pattern.pattern})\Z"
+
+
+_FastString = Annotated[str, Meta(pattern=_whole(_STRING))]
+_FastUri = Annotated[str, Meta(pattern=_whole(_URI))]
+_FastCode = Annotated[str, Meta(pattern=_whole(_CODE))]
+_FastId = Annotated[str, Meta(pattern=_whole(_ID))]
+_FastDateTime = Annotated[str, Meta(pattern=_whole(_DATE_TIME))]
+_FastInstant = Annotated[str, Meta(pattern=_whole(_INSTANT))]
+
+
+class _FastCoding(msgspec.Struct, forbid_unknown_fields=True):
+    system: _FastUri
+    code: _FastCode
+    display: _FastString | UnsetType = UNSET
+
+
+class _FastConcept(msgspec.Struct, forbid_unknown_fields=True):
+    coding: Annotated[list[_FastCoding], Meta(min_length=1)]
+    text: _FastString | UnsetType = UNSET
+
+
+class _FastReference(msgspec.Struct, forbid_unknown_fields=True):
+    reference: _FastString | UnsetType = UNSET
+    display: _FastString | UnsetType = UNSET
+
+
+class _FastIdentifier(msgspec.Struct, forbid_unknown_fields=True):
+    system: _FastUri
+    value: _FastString
+
+
+class _FastQuantity(msgspec.Struct, forbid_unknown_fields=True):
+    value: int | float
+    system: Literal["http://unitsofmeasure.org"]
+    code: _FastCode
+    unit: _FastString | UnsetType = UNSET
+
+
+class _FastObservation(msgspec.Struct, forbid_unknown_fields=True):
+    resourceType: Literal["Observation"]
+    identifier: Annotated[list[_FastIdentifier], Meta(min_length=1)]
+    status: Literal[
+        "registered", "preliminary", "final", "amended", "corrected", "cancelled", "entered-in-error", "unknown"
+    ]
+    code: _FastConcept
+    valueQuantity: _FastQuantity
+    id: _FastId | UnsetType = UNSET
+    category: Annotated[list[_FastConcept], Meta(min_length=1)] | UnsetType = UNSET
+    subject: _FastReference | UnsetType = UNSET
+    effectiveDateTime: _FastDateTime | UnsetType = UNSET
+    effectiveInstant: _FastInstant | UnsetType = UNSET
+    issued: _FastInstant | UnsetType = UNSET
+    device: _FastReference | UnsetType = UNSET
+
+
+_FAST_DECODER: Final = msgspec.json.Decoder(_FastObservation)
+_KINDS_GET: Final = KINDS.get
+
+
 @cache
 def _observation_model(version: FhirVersion) -> type[BaseModel]:
     if version == "R5":
@@ -284,7 +357,10 @@ def _range_problem(kind: ObservationKind, received: Decimal, stored: Decimal) ->
     return Problem("valueQuantity.value", reason)
 
 
-def _moment(field: str, text: str, now: datetime) -> datetime | Problem:
+def _moment(field: str, text: object, now: datetime) -> datetime | Problem:
+    if not isinstance(text, str):
+        # fhir.resources lets a JSON number through as a dateTime (20261001): it is no time.
+        return Problem(field, f"expected a date, time and time zone as a string, got {text!r}")
     if "T" not in text:
         return Problem(field, f"{text} has no time of day; glucokit needs a date, time and time zone")
     try:
@@ -366,6 +442,83 @@ class ObservationValidator:
             if problems:
                 return [self._clearer(problem, resource) for problem in problems]
         return self._meaning(resource)
+
+    def validate_json(self, text: bytes | str) -> Reading | None:
+        """The reading of one Observation's JSON text when it is the compact shape and valid in every respect
+        (the same reading ``validate`` gives); None for anything else, which ``validate`` then judges."""
+        try:
+            observation = _FAST_DECODER.decode(text)
+        except msgspec.DecodeError:
+            return None
+        return self._fast_meaning(observation)
+
+    def _fast_meaning(self, resource: _FastObservation) -> Reading | None:  # noqa: PLR0911, PLR0912
+        """``_meaning`` for a decoded compact Observation, None wherever ``_meaning`` would find a problem."""
+        subject, device_reference = resource.subject, resource.device
+        if subject is not UNSET and subject.reference is UNSET and subject.display is UNSET:
+            return None  # {}: not the compact shape
+        if device_reference is not UNSET and device_reference.reference is UNSET and device_reference.display is UNSET:
+            return None
+        for coding in resource.code.coding:
+            kind = _KINDS_GET((coding.system, coding.code))
+            if kind is not None:
+                break
+        else:
+            return None
+        quantity = resource.valueQuantity
+        value = quantity.value
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        unit = UNIT_SYNONYMS.get(quantity.code, quantity.code)
+        if unit != kind.received_unit:
+            return None
+        received = Decimal(repr(value))
+        factor = kind.factor
+        stored = received * factor
+        if not kind.low <= stored <= kind.high:
+            return None
+        if isinstance(resource.effectiveDateTime, str):
+            if isinstance(resource.effectiveInstant, str):
+                return None
+            effective = _moment("effectiveDateTime", resource.effectiveDateTime, self.now)
+        elif isinstance(resource.effectiveInstant, str):
+            effective = _moment("effectiveInstant", resource.effectiveInstant, self.now)
+        else:
+            return None
+        issued = _moment("issued", resource.issued, self.now) if isinstance(resource.issued, str) else None
+        if isinstance(effective, Problem) or isinstance(issued, Problem):
+            return None
+        identifier = resource.identifier[0]
+        if len(identifier.system) > _MAX_TEXT or len(identifier.value) > _MAX_TEXT:
+            return None
+        category = kind.category
+        if isinstance(resource.category, list):
+            codings = [coding for concept in resource.category for coding in concept.coding]
+            chosen = next((coding for coding in codings if coding.system == OBSERVATION_CATEGORY), codings[0])
+            if _CATEGORY.fullmatch(chosen.code) is None:
+                return None
+            category = chosen.code
+        device = None
+        if device_reference is not UNSET:
+            device = device_reference.display or device_reference.reference or None
+            if device is not None and len(device) > _MAX_TEXT:
+                return None
+        converted = factor != 1
+        return Reading(
+            status=resource.status,
+            category=category,
+            code_system=kind.system,
+            code=kind.code,
+            value=stored,
+            unit=kind.unit,
+            original_value=received if converted else None,
+            original_unit=unit if converted else None,
+            effective_at=effective,
+            issued_at=issued,
+            device=device,
+            source_system=identifier.system,
+            source_id=identifier.value,
+        )
 
     def _clearer(self, problem: Problem, resource: dict[str, Any]) -> Problem:
         """fhir.resources says a time "does not match spec regex"; say what is wrong with it instead."""

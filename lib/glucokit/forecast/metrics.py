@@ -10,7 +10,6 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from glucokit.forecast.bands import band
 from glucokit.forecast.series import FloatArray
 from glucokit.forecast.windows import HORIZON_MINUTES
 from glucokit.units import TARGET_RANGE_MG_DL
@@ -305,7 +304,6 @@ def evaluate(
     prediction: FloatArray,
     target: FloatArray,
     *,
-    quantiles: FloatArray | None = None,
     bands: tuple[FloatArray, FloatArray] | None = None,
     origin: FloatArray | None = None,
     persistence_rmse: FloatArray | None = None,
@@ -313,7 +311,7 @@ def evaluate(
     """Metrics of (n, horizons) predictions against targets.
 
     Band coverage when given the bands (``bands``: low and high per window
-    and horizon) or fixed half-widths per horizon (``quantiles``); the time
+    and horizon); the time
     lag when given each window's latest reading (``origin``); the gain over
     persistence when given its RMSE.
     """
@@ -321,8 +319,6 @@ def evaluate(
     rmse = np.sqrt(np.mean(error**2, axis=0))
     lows, highs = detection(prediction, target)
     coverage = by_range = counts = None
-    if quantiles is not None:
-        bands = band(prediction, quantiles)
     if bands is not None:
         low, high = bands
         inside = (target >= low) & (target <= high)

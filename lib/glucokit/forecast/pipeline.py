@@ -3,10 +3,10 @@
 ``train_person`` fits the candidates of the chosen model families (all four by
 default) on the first 8/14 of the person's usable windows, picks the champion on
 the next 2/14 (see below), calibrates 80 % bands on the validation residuals
-(split conformal, per horizon) and scores every candidate, and persistence and
+(split conformal, per horizon and side: bands.py) and scores every candidate, and persistence and
 AR2 as references, on the last 4/14 (the split: windows.py), where the bands
 adapt to each outcome once it is known, as they do when served (adaptive
-conformal inference, bands.py); the champion's half-widths at the end of the
+conformal inference, bands.py); the champion's band widths at the end of the
 test period are the ones it starts serving with. Too little data
 raises ``InsufficientData`` naming the cause (too few readings, or too few usable
 windows and what broke the others); the
@@ -43,10 +43,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import torch
 
-from glucokit.forecast.bands import adaptive_bands, band, clamp
+from glucokit.forecast.bands import Widths, adaptive_bands, band, calibrate, clamp
 from glucokit.forecast.candidates import AR2, Forecaster, ModelState, Persistence, Ridge, rmse
 from glucokit.forecast.features import FeatureSpec
-from glucokit.forecast.metrics import Metrics, conformal_quantile, evaluate
+from glucokit.forecast.metrics import Metrics, evaluate
 from glucokit.forecast.model import NetworkConfig, NetworkForecaster, TrainConfig
 from glucokit.forecast.series import (
     MAX_FILLED_GAP,
@@ -76,8 +76,9 @@ from glucokit.forecast.windows import (
     unusable,
     windows,
 )
+from glucokit.units import TARGET_RANGE_MG_DL
 
-STATE_VERSION: Final = 1
+STATE_VERSION: Final = 2  # 2: bands with a lower and an upper side
 COVERAGE: Final = 0.8
 # Fewer windows than this in a split and its numbers mean little (30 windows
 # are 2.5 hours; 100 training windows about 9 hours).
@@ -118,14 +119,16 @@ DEFAULT_SETTINGS: Final = TrainingSettings()
 
 @dataclass(frozen=True)
 class ForecastState:
-    """What ``forecast`` needs: the model as data, the band half-widths, and the person's time zone.
+    """What ``forecast`` needs: the model as data, the band widths, and the person's time zone.
 
     Save ``config()`` as JSON and ``tensors`` with safetensors; ``from_saved``
     rebuilds the same state.
     """
 
     model: ModelState
-    quantiles: tuple[float, ...]  # band half-width per horizon (5..60 min) to start serving with, mg/dL
+    # Band widths per horizon (5..60 min) to start serving with: mg/dL below the forecast, % of it above.
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
     coverage: float  # nominal coverage of the bands
     tz: str  # IANA time zone of the time-of-day feature
     fallback: bool = False  # a baseline standing in for a trained model
@@ -140,7 +143,8 @@ class ForecastState:
             "family": self.model.family,
             "model": self.model.config,
             "horizon_minutes": list(HORIZON_MINUTES),
-            "quantiles": list(self.quantiles),
+            "lower_mg_dl": list(self.lower),
+            "upper_percent": list(self.upper),
             "coverage": self.coverage,
             "tz": self.tz,
             "fallback": self.fallback,
@@ -148,11 +152,23 @@ class ForecastState:
 
     @classmethod
     def from_saved(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> ForecastState:
-        if config.get("version") != STATE_VERSION:
-            raise ValueError(f"forecast state version {config.get('version')!r} is not {STATE_VERSION}")
+        version = config.get("version")
+        if version == 1:
+            # Version 1 (models trained before two-sided bands) kept one symmetric half-width in mg/dL. It stays the
+            # lower side; the upper side becomes that width as a share of the middle of the target range, where
+            # the two forms agree. The served band's state then adapts from the first outcomes, as any band does.
+            middle = float(sum(TARGET_RANGE_MG_DL)) / 2
+            half_widths = tuple(float(q) for q in config["quantiles"])
+            lower, upper = half_widths, tuple(100 * q / middle for q in half_widths)
+        elif version == STATE_VERSION:
+            lower = tuple(float(q) for q in config["lower_mg_dl"])
+            upper = tuple(float(q) for q in config["upper_percent"])
+        else:
+            raise ValueError(f"forecast state version {version!r} is not 1 or {STATE_VERSION}")
         return cls(
             model=ModelState(config["family"], config["model"], tensors),
-            quantiles=tuple(float(q) for q in config["quantiles"]),
+            lower=lower,
+            upper=upper,
             coverage=float(config["coverage"]),
             tz=str(config["tz"]),
             fallback=bool(config["fallback"]),
@@ -166,7 +182,9 @@ class TrainingOutcome:
     state: ForecastState  # the champion with its bands, ready to save
     validation: dict[str, Metrics]  # per candidate
     test: dict[str, Metrics]  # per candidate; bands and gain over persistence included
-    quantiles: tuple[float, ...]  # the champion's band half-widths per horizon after the test period, mg/dL
+    # The champion's band widths per horizon after the test period: mg/dL below the forecast, % of it above.
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
     coverage: float
     first_reading: datetime
     last_reading: datetime
@@ -185,7 +203,8 @@ class TrainingOutcome:
             "state": self.state.config(),
             "validation": {name: metrics.as_dict() for name, metrics in self.validation.items()},
             "test": {name: metrics.as_dict() for name, metrics in self.test.items()},
-            "quantiles": list(self.quantiles),
+            "lower_mg_dl": list(self.lower),
+            "upper_percent": list(self.upper),
             "coverage": self.coverage,
             "first_reading": self.first_reading.isoformat(),
             "last_reading": self.last_reading.isoformat(),
@@ -282,7 +301,7 @@ def train_person(
     forecasters = [baseline for baseline in (Persistence(), AR2()) if baseline.name not in names] + contenders
     validation: dict[str, Metrics] = {}
     test: dict[str, Metrics] = {}
-    quantiles: dict[str, tuple[float, ...]] = {}
+    widths: dict[str, Widths] = {}  # after the test period
     losses: dict[str, FloatArray] = {}  # per validation window, squared error averaged over horizons
     persistence_rmse = {
         name: rmse(Persistence().predict(part.inputs), part.target)
@@ -296,13 +315,13 @@ def train_person(
         validation[forecaster.name] = evaluate(
             predicted,
             parts.validation.target,
-            quantiles=np.asarray(calibrated),
+            bands=band(predicted, np.asarray(calibrated[0]), np.asarray(calibrated[1])),
             origin=parts.validation.inputs.last,
             persistence_rmse=persistence_rmse["validation"],
         )
         predicted = predict_windows(forecaster, parts.test)
         served = adaptive_bands(predicted, parts.test.target, parts.test.end, calibrated, settings.coverage)
-        quantiles[forecaster.name] = served.half_width
+        widths[forecaster.name] = tuple(s.width for s in served.lower), tuple(s.width for s in served.upper)
         test[forecaster.name] = evaluate(
             predicted,
             parts.test.target,
@@ -315,9 +334,10 @@ def train_person(
     champion, why = choose(contenders, scores, losses)
     log.append("validation RMSE, mean over horizons: " + ", ".join(f"{n} {s:.2f}" for n, s in scores.items()))
     log.append(f"champion: {champion.name} ({why})")
+    lower, upper = widths[champion.name]
     log.append(
-        f"{settings.coverage:.0%} band half-widths (mg/dL) at 30 and 60 min after the test period:"
-        f" {quantiles[champion.name][5]:.1f}, {quantiles[champion.name][11]:.1f};"
+        f"{settings.coverage:.0%} band widths at 30 and 60 min after the test period:"
+        f" {lower[5]:.1f}, {lower[11]:.1f} mg/dL below, {upper[5]:.1f}, {upper[11]:.1f} % above;"
         f" test coverage {_at(test[champion.name].coverage, 5):.1%}, {_at(test[champion.name].coverage, 11):.1%}"
     )
     log.append(
@@ -329,10 +349,11 @@ def train_person(
     return TrainingOutcome(
         champion=champion.name,
         family=model.family,
-        state=ForecastState(model, quantiles[champion.name], settings.coverage, tz),
+        state=ForecastState(model, lower, upper, settings.coverage, tz),
         validation=validation,
         test=test,
-        quantiles=quantiles[champion.name],
+        lower=lower,
+        upper=upper,
         coverage=settings.coverage,
         first_reading=series.first_reading,
         last_reading=series.last_reading,
@@ -412,8 +433,8 @@ def fallback_state(
     predictions = [predict_windows(baseline, usable) for baseline in baselines]
     scores = [float(np.mean(evaluate(predicted, usable.target).rmse)) for predicted in predictions]
     best = scores.index(min(scores))
-    quantiles = calibrate(predictions[best], usable.target, coverage)
-    return ForecastState(baselines[best].export(), quantiles, coverage, tz, fallback=True)
+    lower, upper = calibrate(predictions[best], usable.target, coverage)
+    return ForecastState(baselines[best].export(), lower, upper, coverage, tz, fallback=True)
 
 
 def forecast(
@@ -456,7 +477,7 @@ def forecast_from(state: ForecastState, records: Timeline, origins: IntArray) ->
     prediction = (
         clamp(restore(state.model).predict(inputs.where(whole))) if whole.any() else np.empty((0, len(HORIZON_MINUTES)))
     )
-    low, high = band(prediction, np.asarray(state.quantiles))
+    low, high = band(prediction, np.asarray(state.lower), np.asarray(state.upper))
     curves: list[list[ForecastPoint] | None] = [None] * len(origins)
     for row, index in enumerate(np.flatnonzero(whole)):
         origin = moment(int(origins[index]))
@@ -490,12 +511,6 @@ def holdout_rmse(
     series = prepare(glucose, carbs, insulin, tz=ZoneInfo(state.tz), min_days=settings.min_days)
     test = split(series, settings.fractions).test
     return float(np.mean(rmse(predict_windows(restore(state.model), test), test.target)))
-
-
-def calibrate(prediction: FloatArray, target: FloatArray, coverage: float) -> tuple[float, ...]:
-    """Split-conformal band half-width per horizon from calibration predictions and their targets."""
-    residuals = np.abs(prediction - target)  # (n, HORIZONS)
-    return tuple(conformal_quantile(residuals[:, h], coverage) for h in range(residuals.shape[1]))
 
 
 def predict_windows(forecaster: Forecaster, windows: Windows) -> FloatArray:

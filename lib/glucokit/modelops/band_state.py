@@ -18,15 +18,15 @@ from uuid import UUID
 from glucokit.db.queries import query
 from glucokit.db.sessions import Connection
 from glucokit.forecast import HORIZON_MINUTES, ForecastState
-from glucokit.forecast.bands import start, track
+from glucokit.forecast.bands import MAX_HALF_WIDTH, MAX_UPPER_PERCENT, Side, start, track
 
 
 @dataclass(frozen=True)
 class HorizonBand:
-    """One horizon's band state."""
+    """One horizon's band state: each side's width served now and its step per outcome."""
 
-    half_width: float  # mg/dL, served now
-    step: float  # mg/dL per outcome
+    lower: Side  # mg/dL below the forecast
+    upper: Side  # percent of the forecast above it
     outcomes: int  # learned from
     misses: int  # of them outside the band
 
@@ -39,6 +39,7 @@ class Outcome:
     minutes: int
     target_at: datetime
     inside: bool
+    above: bool  # outside, above the band
     coverage: float  # the nominal coverage of the forecast's band
 
 
@@ -46,8 +47,13 @@ def read(conn: Connection, model_id: UUID) -> dict[int, HorizonBand]:
     """The model's band state per horizon (minutes); empty when it has not served a band yet."""
     rows = conn.execute(query("read_band_state"), {"model_id": model_id})
     return {
-        int(str(minutes)): HorizonBand(float(str(width)), float(str(step)), int(str(count)), int(str(missed)))
-        for minutes, width, step, count, missed in rows
+        int(str(minutes)): HorizonBand(
+            Side(float(str(lower)), float(str(lower_step))),
+            Side(float(str(upper)), float(str(upper_step))),
+            int(str(count)),
+            int(str(missed)),
+        )
+        for minutes, lower, lower_step, upper, upper_step, count, missed in rows
     }
 
 
@@ -58,8 +64,10 @@ def save(conn: Connection, model_id: UUID, bands: Mapping[int, HorizonBand]) -> 
         {
             "model_id": model_id,
             "horizons": horizons,
-            "half_widths": [bands[m].half_width for m in horizons],
-            "steps": [bands[m].step for m in horizons],
+            "lowers": [bands[m].lower.width for m in horizons],
+            "lower_steps": [bands[m].lower.step for m in horizons],
+            "uppers": [bands[m].upper.width for m in horizons],
+            "upper_steps": [bands[m].upper.step for m in horizons],
             "outcomes": [bands[m].outcomes for m in horizons],
             "misses": [bands[m].misses for m in horizons],
         },
@@ -67,14 +75,19 @@ def save(conn: Connection, model_id: UUID, bands: Mapping[int, HorizonBand]) -> 
 
 
 def serving(conn: Connection, model_id: UUID, state: ForecastState) -> ForecastState:
-    """``state`` with the half-widths the model serves now; the first time, they start from the trained ones."""
+    """``state`` with the band widths the model serves now; the first time, they start from the trained ones."""
     bands = read(conn, model_id)
     if not bands:
         bands = {
-            minutes: HorizonBand(*start(q), 0, 0) for minutes, q in zip(HORIZON_MINUTES, state.quantiles, strict=True)
+            minutes: HorizonBand(start(lower, MAX_HALF_WIDTH), start(upper, MAX_UPPER_PERCENT), 0, 0)
+            for minutes, lower, upper in zip(HORIZON_MINUTES, state.lower, state.upper, strict=True)
         }
         save(conn, model_id, bands)
-    return replace(state, quantiles=tuple(bands[minutes].half_width for minutes in HORIZON_MINUTES))
+    return replace(
+        state,
+        lower=tuple(bands[minutes].lower.width for minutes in HORIZON_MINUTES),
+        upper=tuple(bands[minutes].upper.width for minutes in HORIZON_MINUTES),
+    )
 
 
 def learn(conn: Connection, outcomes: Iterable[Outcome]) -> int:
@@ -95,10 +108,13 @@ def learn(conn: Connection, outcomes: Iterable[Outcome]) -> int:
             seen = sorted((o for o in found if o.minutes == minutes), key=lambda o: o.target_at)
             if not seen:
                 continue
-            # One model serves one nominal coverage; each forecast carries it.
-            width = track(band.half_width, band.step, seen[0].coverage, (not o.inside for o in seen))
+            # One model serves one nominal coverage; each forecast carries it. Each side learns from its misses.
+            coverage = seen[0].coverage
+            below = [not o.inside and not o.above for o in seen]
+            lower = track(band.lower, coverage, below, MAX_HALF_WIDTH)
+            upper = track(band.upper, coverage, [o.above for o in seen], MAX_UPPER_PERCENT)
             misses = sum(not o.inside for o in seen)
-            bands[minutes] = HorizonBand(width, band.step, band.outcomes + len(seen), band.misses + misses)
+            bands[minutes] = HorizonBand(lower, upper, band.outcomes + len(seen), band.misses + misses)
             learned += len(seen)
         save(conn, model_id, bands)
     return learned

@@ -11,8 +11,8 @@ cannot write into a table under row-level security) and moved into
 ``prediction`` and ``prediction_source`` by INSERTs the policies check; the
 idempotency key (model, origin, horizon) makes writing a point twice a no-op.
 
-Each point carries its band, with the half-width its model serves now
-(``band_state.serving``: the trained one at first, then moved by each
+Each point carries its band, with the widths its model serves now
+(``band_state.serving``: the trained ones at first, then moved by each
 outcome), and nominal coverage, the disclaimer version
 shown with it, and its provenance: model id and version, training run, the
 model's data window and the code version. Its inputs are made by

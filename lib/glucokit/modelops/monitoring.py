@@ -9,9 +9,9 @@ forecasts is part of giving them). In order:
    reading has not arrived stay unmatched: a late reading is matched when it
    comes (within ``outcome_lookback``), a missing one never is. Neither is an
    error. Each outcome also moves its model's band for that horizon
-   (``band_state.learn``): wider after a reading outside it, narrower after
-   one inside, so that the bands keep their nominal coverage when glucose
-   drifts.
+   (``band_state.learn``): each side wider after a reading beyond it,
+   narrower otherwise, so that the bands keep their nominal coverage when
+   glucose drifts.
 2. **Check** (at most every ``check_interval`` per model): over the outcomes of
    the last ``live_window`` at the judged horizon, the live RMSE against the
    RMSE the model measured on its test split, and the band's live coverage
@@ -132,8 +132,8 @@ def record_outcomes(conn: Connection, person_id: UUID, config: Settings, now: da
     }  # fmt: skip
     rows = conn.execute(query("record_outcomes"), parameters).fetchall()
     return [
-        Outcome(_uuid(model_id), int(str(minutes)), _moment(target_at), bool(inside), float(str(coverage)))
-        for model_id, minutes, target_at, inside, coverage in rows
+        Outcome(_uuid(model_id), int(str(minutes)), _moment(target_at), bool(inside), bool(above), float(str(coverage)))
+        for model_id, minutes, target_at, inside, above, coverage in rows
     ]
 
 

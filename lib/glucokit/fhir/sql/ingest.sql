@@ -29,6 +29,29 @@ where s.status in ('amended', 'corrected', 'entered-in-error')
   and o.source_id = s.source_id
   and o.effective_at <> s.effective_at;
 
+-- name: ingest_batch_is_new
+-- Whether the person has no reading stored in the batch's span of time: then
+-- ingest_insert_stage_new writes the batch (one check per batch, not per row).
+select not exists (
+  select from public.observation
+  where person_id = %(person_id)s and effective_at between %(first)s and %(last)s
+);
+
+-- name: ingest_insert_stage_new
+-- A batch of readings none of which is stored yet, as a plain INSERT: about a
+-- fifth cheaper per row than ON CONFLICT's speculative insertion (measured with
+-- bench/ingest.py's data). A reading that another transaction stores at the
+-- same moment makes it fail with a unique violation; the batch is then written
+-- again with ingest_insert_stage.
+insert into public.observation (
+  person_id, status, category, code_system, code, value, unit, original_value, original_unit, effective_at,
+  issued_at, device, source_system, source_id, resource
+)
+select
+  %(person_id)s, status, category, code_system, code, value, unit, original_value, original_unit, effective_at,
+  issued_at, device, source_system, source_id, resource::jsonb
+from pg_temp.observation_stage;
+
 -- name: ingest_insert_stage
 -- New readings of the batch; the ones already stored are left to ingest_update_stage.
 insert into public.observation (

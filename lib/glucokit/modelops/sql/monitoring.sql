@@ -10,7 +10,7 @@ from private.monitoring_settings();
 -- name: record_outcomes
 -- Matches the scoped person's forecasts whose target time has passed to the nearest valid CGM reading within
 -- the match window, for forecasts not matched yet and not older than the look-back; returns each outcome
--- recorded (model, horizon, target time, inside the band) with its forecast's nominal coverage.
+-- recorded (model, horizon, target time, inside the band, above it) with its forecast's nominal coverage.
 with recorded as (
   insert into public.forecast_outcome (
     prediction_id, person_id, model_id, target_at, horizon_minutes, predicted_mg_dl, observed_mg_dl,
@@ -32,9 +32,9 @@ with recorded as (
     and p.target_at between %(now)s - %(lookback)s and %(now)s + make_interval(secs => %(match_seconds)s)
     and not exists (select from public.forecast_outcome f where f.prediction_id = p.id)
   on conflict (prediction_id) do nothing
-  returning prediction_id, model_id, horizon_minutes, target_at, inside_band
+  returning prediction_id, model_id, horizon_minutes, target_at, inside_band, observed_mg_dl
 )
-select r.model_id, r.horizon_minutes, r.target_at, r.inside_band, p.coverage
+select r.model_id, r.horizon_minutes, r.target_at, r.inside_band, r.observed_mg_dl > p.upper_mg_dl, p.coverage
 from recorded r
 join public.prediction p on p.id = r.prediction_id
 order by r.target_at, r.horizon_minutes;
