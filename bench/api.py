@@ -31,7 +31,7 @@ the forecast job writes them. Then VACUUM (ANALYZE).
    token: --warmup seconds (the clients connect 50 ms apart) unrecorded, then
    --seconds recorded. Client, server and database share this machine's cores;
    the CPU each used, and what everything else on the machine used, is recorded.
-3. Side by side: the route as it was until issue 16 (sync dependencies and a sync
+3. Side by side: the former route (sync dependencies and a sync
    endpoint in the thread pool, the person check before the read; `legacy_app`
    mounts it at /legacy/persons/{id}/forecast beside the real route in the same
    uvicorn process) and the real async route, --rounds rounds alternating which
@@ -331,7 +331,7 @@ def app() -> FastAPI:
     return create_app(ApiSettings(os.environ["DATABASE_URL"], verifier, pool_size=int(os.environ["GLUCOKIT_API_POOL"])))
 
 
-# -- the route as it was until issue 16: every dependency and the endpoint sync, so each runs in the thread pool ------
+# -- the former route: every dependency and the endpoint sync, so each runs in the thread pool ------
 def _legacy_service(request: Request) -> _Service:
     service = request.app.state.service
     assert isinstance(service, _Service)
@@ -369,7 +369,7 @@ def legacy_latest_forecast(person_id: UUID, conn: Connection, lang: Language = "
 
 
 def legacy_app() -> FastAPI:
-    """The real app with the sync route of before issue 16 beside it, at /legacy/persons/{id}/forecast."""
+    """The real app with the former sync route beside it, at /legacy/persons/{id}/forecast."""
     legacy = APIRouter()
 
     @legacy.get("/legacy/persons/{person_id}/forecast")
@@ -407,9 +407,9 @@ def bare_app() -> FastAPI:
 def _in_process(url: str, tokens: list[tuple[UUID, str]], requests: int) -> dict[str, Any]:
     """CPU per request of the route's own work without HTTP, FastAPI or threads, one request after another:
     verify the token, take a pooled connection, run as the user, read the curve (and check the person), log the
-    exposure, build the JSON. The sync route of before issue 16 and the async one, alternating in blocks."""
+    exposure, build the JSON. The former sync route and the async one, alternating in blocks."""
     verifier, pick = TokenVerifier(secret=SECRET), random.Random(11)  # noqa: S311 - a benchmark sample
-    totals = {"sync_before_issue_16": [0.0, 0.0], "async": [0.0, 0.0]}
+    totals = {"sync_former": [0.0, 0.0], "async": [0.0, 0.0]}
 
     async def measure_async(pool: AsyncConnectionPool[AsyncConnection], count: int) -> None:
         for _ in range(count):
@@ -435,7 +435,7 @@ def _in_process(url: str, tokens: list[tuple[UUID, str]], requests: int) -> dict
                 measure_sync(pool, 200)
                 block = max(1, requests // 10)
                 for n in range(10):
-                    for kind in ("async", "sync_before_issue_16") if n % 2 else ("sync_before_issue_16", "async"):
+                    for kind in ("async", "sync_former") if n % 2 else ("sync_former", "async"):
                         cpu, wall = time.process_time(), time.perf_counter()
                         if kind == "async":
                             await measure_async(async_pool, block)
@@ -760,9 +760,9 @@ def _window(
 
 
 def _side_by_side(url: str, tokens: list[tuple[UUID, str]], args: argparse.Namespace) -> dict[str, Any]:
-    """The sync route of before issue 16 and the async route, served by one uvicorn process (1 worker), in
+    """The former sync route and the async route, served by one uvicorn process (1 worker), in
     alternating windows: at --clients clients and at one client."""
-    routes = {"sync_before_issue_16": "/legacy", "async": "/v1"}
+    routes = {"sync_former": "/legacy", "async": "/v1"}
     windows: dict[str, dict[str, list[dict[str, Any]]]] = {
         name: {"concurrent": [], "one_client": []} for name in routes
     }
@@ -807,7 +807,7 @@ def _side_by_side(url: str, tokens: list[tuple[UUID, str]], args: argparse.Names
         name: {"concurrent": summary(kinds["concurrent"]), "one_client": summary(kinds["one_client"])}
         for name, kinds in windows.items()
     }
-    old, new = summaries["sync_before_issue_16"], summaries["async"]
+    old, new = summaries["sync_former"], summaries["async"]
     return {
         "how": "one uvicorn process, 1 worker, both routes mounted; windows alternate which route goes first; "
         "API CPU is the uvicorn process's own (/proc/PID/stat), the client runs in another process",

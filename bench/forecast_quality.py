@@ -24,7 +24,7 @@ the last 12 readings (and an intercept), fit on the patient's train windows and
 scored on the same test windows.
 
 Prints a short table and the JSON summary, and writes the JSON to --out when
-given; the recorded result is bench/results/forecast_quality.json. The issue's
+given; the recorded result is bench/results/forecast_quality.json. The forecast-quality
 targets are reported as met or not (``targets``).
 """
 
@@ -64,8 +64,8 @@ REFERENCE: Final = {
     "ridge": {"rmse_30": 15.84, "rmse_60": 23.43},
     "lstm_time_of_day": {"rmse_30": 16.04, "rmse_60": 21.91},
 }
-# Issue 15's targets: coverage of the 80 % bands at every horizon and in each range (realistic run); no patient
-# with 3 days of readings or more dropped; the champion's 30-min RMSE at least 5 % below the 12-reading
+# The forecast-quality targets: coverage of the 80 % bands at every horizon and in each range (realistic run);
+# no patient with 3 days of readings or more dropped; the champion's 30-min RMSE at least 5 % below the 12-reading
 # regression (realistic run) and never more than 2 % above the best single candidate (every run).
 TARGET_COVERAGE: Final = (0.77, 0.83)
 TARGET_KEPT_DAYS: Final = 3.0
@@ -206,7 +206,7 @@ def _mean_sd(values: Sequence[float]) -> dict[str, float | None]:
 
 
 def targets(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Issue 15's targets, each with the measured figure and met or not."""
+    """The forecast-quality targets, each with the measured figure and met or not."""
     realistic = runs["realistic"]
     champion = realistic["test"].get("champion", {})
     horizon = champion.get("coverage_by_horizon", {})
