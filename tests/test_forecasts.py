@@ -146,6 +146,29 @@ def test_new_readings_add_their_origins_and_nothing_is_written_twice(
     assert all(p["anchors"] >= 12 for p in points)
 
 
+class _CountingStore(LocalModelStore):
+    """The local store, counting the files read back."""
+
+    reads: list[str]
+
+    def get(self, conn: Connection, name: str) -> bytes:
+        self.reads.append(name.rsplit("/", 1)[-1])
+        return super().get(conn, name)
+
+
+def test_a_pass_with_nothing_new_reads_no_model_and_a_forecast_reads_no_log(
+    conn: Connection, trained: tuple[Owner, LocalModelStore]
+) -> None:
+    owner, store = trained
+    counting = _CountingStore(store.root)
+    counting.reads = []
+    write_forecasts(conn, counting, owner.person)
+    assert sorted(counting.reads) == ["metadata.json", "model.safetensors"]  # the training log is not fetched
+    counting.reads = []
+    again = write_forecasts(conn, counting, owner.person)
+    assert (again.reason, counting.reads) == ("no new readings to forecast from", [])
+
+
 def test_horizons_are_configurable_and_checked(conn: Connection, trained: tuple[Owner, LocalModelStore]) -> None:
     owner, store = trained
     report = write_forecasts(conn, store, owner.person, horizons=(60, 30))

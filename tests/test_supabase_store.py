@@ -37,7 +37,6 @@ from glucokit.modelops.model_store import (
     LOG_FILE,
     METADATA_FILE,
     PERSON_CLAIM,
-    SUPABASE_ENVIRONMENT,
     TOKEN_LIFETIME,
     WEIGHTS_FILE,
     WORKER_ROLE,
@@ -59,6 +58,10 @@ from test_registry import register
 SECRET = "a-test-jwt-secret-of-the-length-supabase-uses-0123456789"
 MIGRATION = MIGRATIONS_DIR / "20261122120800_storage_api_worker_scope.sql"
 FILES = sorted((LOG_FILE, METADATA_FILE, WEIGHTS_FILE))
+
+
+# The variables that make the Supabase model store (glucokit.settings.SupabaseSettings).
+SUPABASE_ENVIRONMENT = ("SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_JWT_SECRET")
 
 
 def store() -> SupabaseModelStore:

@@ -66,7 +66,7 @@ from glucokit.api.models import (
 from glucokit.db.queries import query
 from glucokit.db.sessions import Connection, as_role, become_role
 from glucokit.disclaimer import DISCLAIMER, DISCLAIMER_VERSION, Language
-from glucokit.errors import GlucokitError
+from glucokit.errors import DatabaseUnreachable, GlucokitError, NotFound
 from glucokit.fhir import importers, ingest
 from glucokit.fhir import summary as cgm_summary
 from glucokit.fhir.importers.common import person_time_zone
@@ -478,10 +478,7 @@ def _ingest(
             [conn], user_id=who.user_id, person_id=person_id, fhir_version=fhir_version,
             limits=service.settings.ingest_limits,
         )  # fmt: skip
-        try:
-            report = run.received(body, source="upload", ndjson=ndjson)
-        except GlucokitError as refused:
-            raise Problem(422, "Unprocessable Content", str(refused)) from None
+        report = run.received(body, source="upload", ndjson=ndjson)
     return _ingest_result(person_id, report)
 
 
@@ -696,6 +693,17 @@ def _error_handlers(app: FastAPI) -> None:
         problem = _database_problem(error)
         if problem is None:
             raise error
+        return _problem_response(problem, request.url.path)
+
+    @app.exception_handler(GlucokitError)
+    async def refused(request: Request, error: GlucokitError) -> JSONResponse:
+        # glucokit's own refusals say what was wrong with the request (ingest, imports); these two say more.
+        if isinstance(error, NotFound):
+            problem = Problem(404, "Not Found", str(error))
+        elif isinstance(error, DatabaseUnreachable):
+            problem = Problem(503, "Service Unavailable", "the database is not reachable; try again shortly", _RETRY)
+        else:
+            problem = Problem(422, "Unprocessable Content", str(error))
         return _problem_response(problem, request.url.path)
 
     @app.exception_handler(PoolTimeout)

@@ -18,10 +18,9 @@ from glucokit.api.chart import HISTORY_SPAN, ChartData, ChartForecast, ChartPoin
 from glucokit.db.queries import query
 from glucokit.db.sessions import Connection
 from glucokit.disclaimer import DISCLAIMER_VERSION, Language
-from glucokit.fhir.validation import WITHDRAWN
+from glucokit.fhir.validation import cgm_filter
 from glucokit.modelops import registry
 from glucokit.modelops.registry import ModelVersion
-from glucokit.units import CGM_CODES
 
 
 @dataclass(frozen=True)
@@ -127,7 +126,7 @@ def glucose_history(
     rows = conn.execute(
         query("read_glucose_history"),
         {
-            "person_id": person_id, "codes": sorted(CGM_CODES), "withdrawn": sorted(WITHDRAWN),
+            "person_id": person_id, **cgm_filter(),
             "since": until - span, "until": until,
         },
     )  # fmt: skip
@@ -139,15 +138,18 @@ def glucose_history(
 
 
 def chart_data(conn: Connection, person_id: UUID, language: Language) -> ChartData | None:
-    """What the person's chart shows: the latest forecast and the readings before it (None: no such person)."""
+    """What the person's chart shows: the latest forecast and the readings before it (None: no such person, or
+    nothing to chart yet)."""
     person = conn.execute(query("read_person"), {"person_id": person_id}).fetchone()
     if person is None:
         return None
     name, tz = person
     curve = latest_curve(conn, person_id)
-    codes = {"codes": sorted(CGM_CODES), "withdrawn": sorted(WITHDRAWN)}
-    latest = conn.execute(query("latest_reading"), {"person_id": person_id, "until": None, **codes}).fetchone()
-    until = curve[0].generated_at if curve else (latest[0] if latest else None)
+    if curve:
+        until: object = curve[0].generated_at
+    else:  # no forecast yet: the readings up to the latest one
+        latest = conn.execute(query("latest_reading"), {"person_id": person_id, "until": None, **cgm_filter()})
+        until = next(iter(latest.fetchone() or ()), None)
     history = glucose_history(conn, person_id, until, HISTORY_SPAN) if isinstance(until, datetime) else []
     forecast = (
         ChartForecast(

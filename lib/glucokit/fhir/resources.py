@@ -12,8 +12,6 @@ FhirVersion = Literal["R4B", "R5"]
 FHIR_VERSIONS: Final[tuple[FhirVersion, ...]] = ("R4B", "R5")
 
 OBSERVATION_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/observation-category"
-FHIR_MIME_TYPE: Final = "application/fhir+json"
-NDJSON_MIME_TYPE: Final = "application/fhir+ndjson"
 
 
 def instant(moment: datetime) -> str:

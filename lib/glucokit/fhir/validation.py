@@ -34,7 +34,7 @@ from msgspec import UNSET, Meta, UnsetType
 from pydantic import BaseModel, ValidationError
 
 from glucokit.fhir.resources import OBSERVATION_CATEGORY, FhirVersion
-from glucokit.units import GLUCOSE_CODES, KINDS, MG_DL, MMOL_L, UCUM, UNIT_SYNONYMS, ObservationKind
+from glucokit.units import CGM_CODES, GLUCOSE_CODES, KINDS, MG_DL, MMOL_L, UCUM, UNIT_SYNONYMS, ObservationKind
 
 # How far ahead of the server's clock a reading may be (device clocks drift).
 FUTURE_TOLERANCE: Final = timedelta(minutes=5)
@@ -100,6 +100,11 @@ _STATUS_ORDER: Final = (
 _STATUS: Final = frozenset(_STATUS_ORDER)
 # Statuses of readings that are not (or no longer) valid results: kept as rows, never used as data.
 WITHDRAWN: Final = frozenset({"entered-in-error", "cancelled"})
+
+
+def cgm_filter() -> dict[str, list[str]]:
+    """The parameters (``codes``, ``withdrawn``) the named queries take to pick a person's valid CGM readings."""
+    return {"codes": sorted(CGM_CODES), "withdrawn": sorted(WITHDRAWN)}
 
 
 def _pattern_match(pattern: re.Pattern[str], value: object) -> bool:

@@ -30,7 +30,6 @@ from glucokit.jobs.runner import ONE_TASK, Failure, Shard, Task, TaskReport
 from glucokit.modelops import monitoring
 from glucokit.modelops.forecasts import ForecastWrite, write_forecasts
 from glucokit.modelops.model_store import ModelStore
-from glucokit.modelops.monitoring import MonitorReport
 
 # The two steps for a person, which fail apart.
 MONITORING: Final = "monitoring"
@@ -42,7 +41,6 @@ class ForecastJobReport(TaskReport):
     """What one pass of a task did."""
 
     written: list[ForecastWrite] = field(default_factory=list)
-    monitored: list[MonitorReport] = field(default_factory=list)  # outcomes and model checks, before the forecasts
 
     @property
     def failed(self) -> dict[UUID, str]:
@@ -77,9 +75,7 @@ def run(
     """One pass over the persons due a forecast; ``deadline`` is a ``time.monotonic()`` value."""
     report = ForecastJobReport(Task(shard, deadline, stop, stopped="every due person visited"))
     for person in report.task.persons(lambda after: due_persons(conn, after)):
-        checked = report.task.attempt(person, MONITORING, monitoring.monitor, conn, person)
-        if not isinstance(checked, Failure):
-            report.monitored.append(checked)
+        report.task.attempt(person, MONITORING, monitoring.monitor, conn, person)
         written = report.task.attempt(person, FORECAST, write_forecasts, conn, store, person, horizons=horizons)
         if isinstance(written, Failure):
             continue

@@ -62,7 +62,6 @@ class JobReport(TaskReport):
     gave_up: set[UUID] = field(default_factory=set)  # of failed: that was their last attempt (dead letter)
     forecasts: list[ForecastWrite] = field(default_factory=list)  # written after the retrains
     refused: dict[UUID, str] = field(default_factory=dict)  # person -> why the request was dropped (no consent)
-    skipped: int = 0  # claims that were busy, dropped or exhausted
 
     @property
     def failed(self) -> dict[UUID, str]:
@@ -112,8 +111,7 @@ def _one(
     with as_worker(conn, None):
         claim = retrain_queue.claim(conn, message.msg_id)
     if not claim.claimed or claim.person_id is None or claim.trigger is None:
-        report.skipped += 1
-        return
+        return  # busy, dropped or exhausted: the queue has recorded why
     person = claim.person_id
     try:
         result = retrain(conn, store, person, claim.trigger, attempt=claim.attempt or 1, settings=settings)

@@ -39,7 +39,7 @@ from glucokit import __version__
 from glucokit.db.queries import query
 from glucokit.db.sessions import Connection, Purpose, as_worker
 from glucokit.disclaimer import DISCLAIMER_VERSION
-from glucokit.fhir.validation import WITHDRAWN
+from glucokit.fhir.validation import WITHDRAWN, cgm_filter
 from glucokit.forecast import HORIZON_MINUTES, ForecastPoint, ForecastState
 from glucokit.forecast.pipeline import GAPPY, forecast_from, reads_events
 from glucokit.forecast.series import micros, timeline
@@ -108,12 +108,10 @@ def write_forecasts(
             report.reason = "no active model"
             return report
         report.model_version = model.version
-        state = band_state.serving(conn, model.id, load_state(conn, store, model))
         last_origin = _moment(conn, query("forecast_last_origin"), {"model_id": model.id})
         until = now or _moment(conn, b"select now()", {})
         assert until is not None
-        codes = {"codes": sorted(CGM_CODES), "withdrawn": sorted(WITHDRAWN)}
-        latest = _moment(conn, query("latest_reading"), {"person_id": person_id, "until": until, **codes})
+        latest = _moment(conn, query("latest_reading"), {"person_id": person_id, "until": until, **cgm_filter()})
         if latest is None:
             report.reason = "no glucose readings"
             return report
@@ -121,9 +119,14 @@ def write_forecasts(
         floor = max(model.data_to, latest - backfill)
         records = _records(conn, person_id, floor - LOOKBACK, until)
         origins = sorted({r.at for r in records[0] if r.at >= floor and (last_origin is None or r.at > last_origin)})
+        if not origins:
+            report.reason = "no new readings to forecast from"
+            return report
+        # Loaded only now: a person still due whose readings give no new origin costs no model download.
+        state = band_state.serving(conn, model.id, load_state(conn, store, model))
         points, sources = _curves(state, records, origins, wanted, report)
         if not points:
-            report.reason = "no new readings to forecast from" if not origins else "no origin could be forecast"
+            report.reason = "no origin could be forecast"
             return report
         _stage(conn, points, sources)
         written = conn.execute(

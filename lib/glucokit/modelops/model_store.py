@@ -65,8 +65,6 @@ CONTENT_TYPES: Final = {
     METADATA_FILE: "application/json",
     LOG_FILE: "text/plain",
 }
-# The Supabase store's settings: all three, or none for the local store.
-SUPABASE_ENVIRONMENT: Final = ("SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_JWT_SECRET")
 # The worker token: its role, the claim naming the person (private.worker_storage_prefix()
 # in migration 20261122120800 reads the same name) and how long it is valid.
 WORKER_ROLE: Final = "glucokit_worker"
@@ -109,7 +107,7 @@ class ModelArtifacts:
         return cls(
             weights=load_tensors(files[WEIGHTS_FILE]),
             metadata=orjson.loads(files[METADATA_FILE]),
-            log=files[LOG_FILE].decode(),
+            log=files.get(LOG_FILE, b"").decode(),
         )
 
 
@@ -298,9 +296,12 @@ def save_model(store: ModelStore, conn: Connection, folder: str, artifacts: Mode
     return sha256(files[WEIGHTS_FILE])
 
 
-def load_model(store: ModelStore, conn: Connection, folder: str, weights_sha256: str) -> ModelArtifacts:
-    """Reads a model version back, refusing weights whose hash is not the registered one."""
-    files = {name: store.get(conn, folder + name) for name in CONTENT_TYPES}
+def load_model(
+    store: ModelStore, conn: Connection, folder: str, weights_sha256: str, names: tuple[str, ...] = tuple(CONTENT_TYPES)
+) -> ModelArtifacts:
+    """Reads a model version's files ``names`` (all of them by default) back, refusing weights whose hash is not the
+    registered one."""
+    files = {name: store.get(conn, folder + name) for name in names}
     if sha256(files[WEIGHTS_FILE]) != weights_sha256:
         raise GlucokitError(f"the weights in {folder} are not the ones registered (SHA-256 differs)")
     return ModelArtifacts.from_files(files)
@@ -324,5 +325,6 @@ def load_state(conn: Connection, store: ModelStore, model: StoredVersion) -> For
     """A registered version's forecaster, read back from its files (hash checked)."""
     if model.storage_path is None or model.artifact_sha256 is None:
         raise ValueError(f"version {model.version} has no stored files")
-    artifacts = load_model(store, conn, model.storage_path, model.artifact_sha256)
+    # Every forecast pass loads the model: the training log it does not read is not fetched.
+    artifacts = load_model(store, conn, model.storage_path, model.artifact_sha256, (WEIGHTS_FILE, METADATA_FILE))
     return ForecastState.from_saved(artifacts.metadata["forecast_state"], artifacts.weights)

@@ -38,11 +38,10 @@ from uuid import UUID
 
 from glucokit.db.queries import query
 from glucokit.db.sessions import Connection, Purpose, as_worker
-from glucokit.fhir.validation import WITHDRAWN
+from glucokit.fhir.validation import cgm_filter
 from glucokit.modelops import band_state, registry
 from glucokit.modelops.band_state import Outcome
 from glucokit.modelops.registry import ModelVersion
-from glucokit.units import CGM_CODES
 
 # Glucose bin edges for the drift index, mg/dL: the consensus thresholds of
 # time in ranges (54, 70, 180, 250; Battelino et al., Diabetes Care 2019;42:1593)
@@ -120,15 +119,11 @@ def _interval(value: object) -> timedelta:
     return value
 
 
-def _codes() -> dict[str, list[str]]:
-    return {"codes": sorted(CGM_CODES), "withdrawn": sorted(WITHDRAWN)}
-
-
 def record_outcomes(conn: Connection, person_id: UUID, config: Settings, now: datetime) -> list[Outcome]:
     """In the person's scope: matches due forecasts to their readings; returns the outcomes recorded, oldest first."""
     parameters = {
         "person_id": person_id, "now": now, "lookback": config.outcome_lookback,
-        "match_seconds": config.match_seconds, **_codes(),
+        "match_seconds": config.match_seconds, **cgm_filter(),
     }  # fmt: skip
     rows = conn.execute(query("record_outcomes"), parameters).fetchall()
     return [
@@ -154,7 +149,7 @@ def drift(
     recent readings it rests on (None without readings in either window)."""
     parameters = {
         "person_id": person_id, "edges": list(DRIFT_EDGES), "train_from": model.data_from,
-        "train_to": model.data_to, "recent_from": now - config.drift_window, "now": now, **_codes(),
+        "train_to": model.data_to, "recent_from": now - config.drift_window, "now": now, **cgm_filter(),
     }  # fmt: skip
     bins = len(DRIFT_EDGES) + 1
     expected, actual = [0] * bins, [0] * bins

@@ -40,9 +40,8 @@ from psycopg.rows import class_row
 
 from glucokit.db.queries import query
 from glucokit.db.sessions import Connection, as_worker
-from glucokit.fhir.validation import WITHDRAWN
+from glucokit.fhir.validation import cgm_filter
 from glucokit.privacy.consent import Purpose
-from glucokit.units import CGM_CODES
 
 SOURCE: Final = "profile-v1"
 SLOT_MINUTES: Final = 30
@@ -178,7 +177,7 @@ def refresh(conn: Connection, person_id: UUID, *, full: bool = False, reason: st
         readings = conn.execute(
             query("patterns_readings"),
             {
-                "person_id": person_id, "codes": sorted(CGM_CODES), "withdrawn": sorted(WITHDRAWN),
+                "person_id": person_id, **cgm_filter(),
                 "since": None if first is None else datetime.combine(first, time(), tz),
                 "until": datetime.combine(today, time(), tz),
             },

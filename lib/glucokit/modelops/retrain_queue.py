@@ -43,8 +43,6 @@ from glucokit.db.queries import query
 from glucokit.db.sessions import Connection
 from glucokit.errors import GlucokitError
 
-QUEUE = "glucokit_retrain"
-
 # SQLSTATEs the queue functions raise.
 RATE_LIMITED = "PT429"  # PostgREST answers it with HTTP 429
 CLAIM_LOST = "55000"  # object_not_in_prerequisite_state
