@@ -339,3 +339,26 @@ def test_the_privacy_commands(conn: Connection, database_url: str, owner: Owner,
     assert job.returncode == 0, job.stderr
     assert f"{person}: erased (3 files)" in job.stdout
     assert every_mention(conn, owner.person) == []
+
+
+def test_failures_at_the_head_of_the_list_hide_no_work_behind_them(
+    conn: Connection, make_owner: Callable[[], Owner], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed erasure stays pending; a page of them must not end the run before the work after them."""
+    stuck, waiting = make_owner(), make_owner()
+    for owner in (stuck, waiting):  # oldest first: the stuck one heads the list
+        privacy.delete_person(conn, owner.user, owner.person)
+    real = privacy.erase_files
+
+    def erase_files(db: Connection, store: Any, person: UUID) -> list[str]:
+        if person == stuck.person:
+            raise RuntimeError("the store refuses")
+        return real(db, store, person)
+
+    monkeypatch.setattr(privacy, "erase_files", erase_files)
+    # Pages of one row: the module's page size and pending()'s default alike.
+    monkeypatch.setattr(privacy_job, "PAGE", 1)
+    monkeypatch.setattr(privacy_job.pending, "__defaults__", (1,))
+    report = privacy_job.run(conn, LocalModelStore(tmp_path))
+    assert set(report.failed) == {stuck.person}
+    assert waiting.person in report.erased

@@ -60,9 +60,10 @@ def run(
     report = PrivacyReport(Task(deadline=deadline, stop=stop, stopped="no work left"))
 
     def untried() -> list[tuple[UUID, str]]:
-        # A failed person stays pending: listing them again would retry them for ever.
+        # A failed person stays pending: listing them again would retry them for ever. The page is longer by as
+        # many as have failed, so that failures at the head of the list cannot hide the work behind them.
         failed = report.failed
-        return [(person, kind) for person, kind in pending(conn) if person not in failed]
+        return [(person, kind) for person, kind in pending(conn, PAGE + len(failed)) if person not in failed]
 
     for person, kind in report.task.batches(untried):
         if kind == ERASURE:
