@@ -115,15 +115,11 @@ begin
   where r.person_id = request.person_id and r.status = 'queued'
   for update;
 
+  -- Failing a request (its status and reason, the message archived, the person's waiting request made visible)
+  -- is private.finish_retrain's (migration 20261122120700).
   if request.attempts >= config.max_attempts then
-    update public.retrain_request r
-    set status = 'failed', finished_at = clock_timestamp(), lease_expires_at = null,
-      error = left(format('gave up after %s attempts; the last one failed: %s', request.attempts, failure), 10000)
-    where r.id = request.id;
-    perform pgmq.archive('glucokit_retrain', p_msg_id);
-    if waiting.id is not null then
-      perform pgmq.set_vt('glucokit_retrain', waiting.msg_id, 0);
-    end if;
+    perform private.finish_retrain(p_msg_id, p_attempt, false, null,
+      left(format('gave up after %s attempts; the last one failed: %s', request.attempts, failure), 10000));
     return query select 'failed', null::timestamptz;
     return;
   end if;
@@ -132,12 +128,10 @@ begin
   delay := least(config.retry_delay_seconds * 2.0 ^ (request.attempts - 1), 86400)::integer;
   next_attempt := clock_timestamp() + make_interval(secs => delay);
   if waiting.id is not null then
-    update public.retrain_request r
-    set status = 'failed', finished_at = clock_timestamp(), lease_expires_at = null,
-      error = left(format('attempt %s failed: %s; request %s, already waiting, retries it',
-        request.attempts, failure, waiting.id), 10000)
-    where r.id = request.id;
-    perform pgmq.archive('glucokit_retrain', p_msg_id);
+    perform private.finish_retrain(p_msg_id, p_attempt, false, null,
+      left(format('attempt %s failed: %s; request %s, already waiting, retries it',
+        request.attempts, failure, waiting.id), 10000));
+    -- finish_retrain made the waiting request visible at once: it waits for the backoff instead.
     update public.retrain_request r set duplicates = r.duplicates + 1 where r.id = waiting.id;
     perform pgmq.set_vt('glucokit_retrain', waiting.msg_id, delay);
   else
