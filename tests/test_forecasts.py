@@ -26,10 +26,11 @@ from glucokit.errors import GlucokitError
 from glucokit.fhir import export
 from glucokit.fhir.ingest import Ingest
 from glucokit.forecast import HORIZON_MINUTES, TrainingSettings
+from glucokit.forecast.windows import check_horizons
 from glucokit.jobs import forecast_job
 from glucokit.jobs.runner import Shard
 from glucokit.modelops import registry
-from glucokit.modelops.forecasts import check_horizons, write_forecasts
+from glucokit.modelops.forecasts import write_forecasts
 from glucokit.modelops.model_store import LocalModelStore
 from glucokit.modelops.retrain import retrain
 from glucokit.project import PROJECT_DIR, SIMULATED_DIR

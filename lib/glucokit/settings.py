@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 from glucokit.errors import GlucokitError
 from glucokit.forecast import HORIZON_MINUTES
 from glucokit.forecast.pipeline import FAMILIES, TrainingSettings
+from glucokit.forecast.windows import check_horizons
 
 # Clock skew tolerated on a token's exp, iat and nbf: Supabase access tokens (the API) and Google's OIDC tokens
 # (the retrain service) alike.
@@ -195,10 +196,10 @@ class ForecastJobSettings(JobSettings):
         minutes = _listed(value)
         if not isinstance(minutes, tuple) or not all(str(item).isdigit() for item in minutes):
             raise ValueError(_HORIZONS_WANTED)
-        wanted = tuple(sorted({int(item) for item in minutes}))
-        if not wanted or set(wanted) - set(HORIZON_MINUTES):
-            raise ValueError(_HORIZONS_WANTED)
-        return wanted
+        try:
+            return check_horizons([int(item) for item in minutes])
+        except ValueError:
+            raise ValueError(_HORIZONS_WANTED) from None
 
 
 _HORIZONS_WANTED: Final = f"give minutes from {', '.join(map(str, HORIZON_MINUTES))}, separated by commas"

@@ -27,6 +27,7 @@ out, so no reading is a target of two splits.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta, tzinfo
 from typing import Final
@@ -316,3 +317,14 @@ def _reached(at: IntArray, given: IntArray, origin: int) -> list[int]:
 def _day_fraction(origin: int, tz: tzinfo) -> float:
     local = moment(origin).astimezone(tz)
     return (local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6) / 86400
+
+
+def check_horizons(horizons: Sequence[int]) -> tuple[int, ...]:
+    """The horizons to write, ascending; each must be one the models forecast (5..60 minutes in 5-minute steps)."""
+    wanted = tuple(sorted(set(horizons)))
+    unknown = [minutes for minutes in wanted if minutes not in HORIZON_MINUTES]
+    if not wanted or unknown:
+        raise ValueError(
+            f"forecast horizons must be some of {', '.join(map(str, HORIZON_MINUTES))} minutes; got {list(horizons)}"
+        )
+    return wanted

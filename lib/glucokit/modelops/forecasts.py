@@ -43,7 +43,7 @@ from glucokit.fhir.validation import WITHDRAWN, cgm_filter
 from glucokit.forecast import HORIZON_MINUTES, ForecastPoint, ForecastState
 from glucokit.forecast.pipeline import GAPPY, forecast_from, reads_events
 from glucokit.forecast.series import micros, timeline
-from glucokit.forecast.windows import LOOKBACK, sources_at
+from glucokit.forecast.windows import LOOKBACK, check_horizons, sources_at
 from glucokit.modelops import band_state, registry
 from glucokit.modelops.model_store import ModelStore, load_state
 from glucokit.units import CARBOHYDRATE_CODE, CGM_CODES, INSULIN_CODE
@@ -76,17 +76,6 @@ class ForecastWrite:
     sources: int = 0  # prediction_source rows written
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> origins that could not be forecast
     reason: str = ""  # why nothing was written, when nothing was
-
-
-def check_horizons(horizons: Sequence[int]) -> tuple[int, ...]:
-    """The horizons to write, ascending; each must be one the models forecast (5..60 minutes in 5-minute steps)."""
-    wanted = tuple(sorted(set(horizons)))
-    unknown = [minutes for minutes in wanted if minutes not in HORIZON_MINUTES]
-    if not wanted or unknown:
-        raise ValueError(
-            f"forecast horizons must be some of {', '.join(map(str, HORIZON_MINUTES))} minutes; got {list(horizons)}"
-        )
-    return wanted
 
 
 def write_forecasts(
