@@ -7,6 +7,7 @@
 #   forecast job:    command `python workers/forecast_job.py`
 #   privacy job:     command `glucokit privacy run` (erased persons' files, withdrawn models)
 #   day patterns:    command `glucokit patterns compute --all` (once a day)
+#   retention:       command `glucokit retention run` (once a day: forecast partitions ahead, expired days dropped)
 #   API service:     command `python workers/api_service.py` (listens on $PORT)
 #
 # Every setting, with who reads it, is in README.md's settings table. The workers need DATABASE_URL

@@ -39,6 +39,7 @@ lint: install
 	$(BIN)/lint-imports --no-cache --no-logo
 	node --check prisma/tools/schema-diff.mjs
 	node --check prisma/tools/pg-adapter.mjs
+	node_modules/.bin/tsc --noEmit -p examples/supabase-js
 
 typecheck: install
 	$(BIN)/mypy

@@ -9,7 +9,8 @@ person by person, alternating so that both see the same machine:
 - the limit: a plain binary COPY of the same rows (validated beforehand, outside
   the timing) straight into public.observation, as the table owner, in one
   transaction: the same partitioned, indexed, constrained table with its
-  trigger, without row-level security, validation or idempotency;
+  trigger, without row-level security, validation or idempotency, and the same
+  shape of row (the resource null where the real path stores none);
 - the real path, exactly as `glucokit ingest` runs it: as the owner, under
   row-level security, parsed and validated, staged with COPY and merged in
   batches over --writers connections, with quarantine and idempotency.
@@ -48,6 +49,7 @@ from glucokit.db.queries import query
 from glucokit.db.sessions import Connection, as_user
 from glucokit.fhir import resources as fhir
 from glucokit.fhir.ingest import STAGE_TYPES, Ingest, IngestReport
+from glucokit.fhir.stored import needs_resource
 from glucokit.fhir.validation import ObservationValidator
 from glucokit.units import CGM_CODE, KINDS, LOINC
 from scratch import scratch_database
@@ -96,30 +98,39 @@ def _ingest(connections: list[Connection], owner: tuple[UUID, UUID], path: Path)
 
 def _client_only(path: Path, now: datetime) -> dict[str, float]:
     """Microseconds per reading to parse and validate (no database): the fast path ingest takes for NDJSON's
-    compact shape, and the full one (orjson, then the Python checks of the compact shape and the meaning)."""
+    compact shape, and the full one (orjson, then the Python checks of the compact shape and the meaning);
+    and to decide whether to store the resource (rebuild it from the columns and compare)."""
     validator = ObservationValidator("R4B", now)
     lines = path.read_bytes().splitlines()
+    readings = []
     began = time.perf_counter()
     for line in lines:
-        assert validator.validate_json(line.decode()) is not None
+        reading = validator.validate_json(line.decode())
+        assert reading is not None
+        readings.append(reading)
     fast = time.perf_counter()
     for line in lines:
         validator.validate(orjson.loads(line))
     full = time.perf_counter()
+    for reading, line in zip(readings, lines, strict=True):
+        needs_resource(reading, line)
+    decided = time.perf_counter()
     return {
         "parse_and_validate_fast_path": round((fast - began) / len(lines) * 1e6, 1),
         "parse_and_validate_full_path": round((full - fast) / len(lines) * 1e6, 1),
+        "rebuild_and_compare_resource": round((decided - full) / len(lines) * 1e6, 1),
     }
 
 
 def _copy_rows(path: Path, now: datetime) -> list[tuple[object, ...]]:
-    """The file's readings as the limit's COPY writes them: validated, in the table's column order."""
+    """The file's readings as the limit's COPY writes them: validated, in the table's column order, with the
+    resource where the real path stores it (null where the columns give it back)."""
     validator = ObservationValidator("R4B", now)
     rows: list[tuple[object, ...]] = []
     for line in path.read_bytes().splitlines():
         reading = validator.validate(orjson.loads(line))
         assert not isinstance(reading, list)
-        rows.append((*reading, Jsonb(line.decode(), dumps=str)))
+        rows.append((*reading, Jsonb(line.decode(), dumps=str) if needs_resource(reading, line) else None))
     return rows
 
 
@@ -141,7 +152,7 @@ def _database_only(conn: Connection, owner: tuple[UUID, UUID], path: Path, now: 
     for line in path.read_bytes().splitlines():
         reading = validator.validate(orjson.loads(line))
         assert not isinstance(reading, list)
-        rows.append((*reading, line.decode()))
+        rows.append((*reading, line.decode() if needs_resource(reading, line) else None))
     with as_user(conn, owner[0]):
         conn.execute(query("ingest_create_stage"))
         began = time.perf_counter()

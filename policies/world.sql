@@ -31,23 +31,62 @@ values (
   {earlier}, {observation_at}, 'active', '{{"rmse_30": 15.0}}'
 );
 
-insert into public.prediction (
-  id, person_id, model_id, generated_at, target_at, horizon_minutes, value_mg_dl, lower_mg_dl,
-  upper_mg_dl, coverage, disclaimer_version, model_version, training_run_id, data_from, data_to, code_version
+-- A forecast (its id derived from the point's) with its 30-minute point and one anchor.
+insert into public.forecast (
+  id, person_id, owner_id, model_id, generated_at, coverage, disclaimer_version, model_version, training_run_id,
+  data_from, data_to, code_version
 )
 values (
-  {prediction}, {person}, {model}, {second_observation_at}, {second_observation_at} + interval '30 minutes', 30,
-  120, 100, 140, 0.8, 'v1', '1.0.0', {run}, {earlier}, {observation_at}, 'probe'
+  md5({prediction}::text || '-forecast')::uuid, {person}, {user}, {model}, {second_observation_at}, 0.8, 'v1',
+  '1.0.0', {run}, {earlier}, {observation_at}, 'probe'
 );
 
-insert into public.prediction_source (prediction_id, person_id, observation_id, observation_effective_at)
-values ({prediction}, {person}, {observation}, {observation_at});
+insert into public.prediction (
+  id, forecast_id, person_id, owner_id, model_id, generated_at, target_at, horizon_minutes, value_mg_dl,
+  lower_mg_dl, upper_mg_dl
+)
+values (
+  {prediction}, md5({prediction}::text || '-forecast')::uuid, {person}, {user}, {model}, {second_observation_at},
+  {second_observation_at} + interval '30 minutes', 30, 120, 100, 140
+);
+
+insert into public.prediction_source (
+  forecast_id, person_id, owner_id, model_id, generated_at, observation_id, observation_effective_at
+)
+values (
+  md5({prediction}::text || '-forecast')::uuid, {person}, {user}, {model}, {second_observation_at}, {observation},
+  {observation_at}
+);
 
 insert into public.quarantined_entry (person_id, source, entry_index, errors, payload)
 values ({person}, 'probe.json', 3, '[{{"field": "valueQuantity.code", "reason": "probe"}}]', '{{"resourceType": "Observation"}}');
 
 insert into storage.objects (bucket_id, name)
 values ('models', {folder} || 'model.safetensors');
+
+-- Another application's bucket on the same storage.objects table, with the
+-- policies such an application typically writes: users manage their own
+-- folder of `avatars`, and (a common slip) a copy of it that names no bucket.
+-- The matrix proves that neither opens `models`. Created once for both persons.
+insert into storage.buckets (id, name) values ('avatars', 'avatars') on conflict (id) do nothing;
+
+insert into storage.objects (bucket_id, name)
+values ('avatars', {user} || '/avatar.png');
+
+do $$
+begin
+  if not exists (select from pg_policies where schemaname = 'storage' and policyname = 'Users manage their own avatars') then
+    create policy "Users manage their own avatars" on storage.objects
+      for all to authenticated
+      using (bucket_id = 'avatars' and (storage.foldername(name))[1] = (select auth.uid())::text)
+      with check (bucket_id = 'avatars' and (storage.foldername(name))[1] = (select auth.uid())::text);
+    create policy "Users manage the files of their own folder" on storage.objects
+      for all to authenticated
+      using ((storage.foldername(name))[1] = (select auth.uid())::text)
+      with check ((storage.foldername(name))[1] = (select auth.uid())::text);
+  end if;
+end
+$$;
 
 -- A finished retrain request; its message id (derived from the person, never
 -- one a queue hands out) is in no queue.
@@ -61,12 +100,12 @@ values ({person}, 'initial', 'done', hashtextextended({person}::text, 0), 1, {ea
 -- first stays unrated: the probe that gives feedback rates it.
 with rated as (
   insert into public.prediction (
-    id, person_id, model_id, generated_at, target_at, horizon_minutes, value_mg_dl, lower_mg_dl,
-    upper_mg_dl, coverage, disclaimer_version, model_version, training_run_id, data_from, data_to, code_version
+    id, forecast_id, person_id, owner_id, model_id, generated_at, target_at, horizon_minutes, value_mg_dl,
+    lower_mg_dl, upper_mg_dl
   )
   values (
-    md5({prediction}::text || '-60')::uuid, {person}, {model}, {second_observation_at}, {second_observation_at} + interval '60 minutes', 60,
-    125, 100, 150, 0.8, 'v1', '1.0.0', {run}, {earlier}, {observation_at}, 'probe'
+    md5({prediction}::text || '-60')::uuid, md5({prediction}::text || '-forecast')::uuid, {person}, {user}, {model},
+    {second_observation_at}, {second_observation_at} + interval '60 minutes', 60, 125, 100, 150
   )
   returning id, person_id
 )
@@ -136,10 +175,11 @@ with reading as (
   returning id, effective_at
 )
 insert into public.forecast_outcome (
-  prediction_id, person_id, model_id, target_at, horizon_minutes, predicted_mg_dl, observed_mg_dl,
-  observation_id, observed_at, error_mg_dl, inside_band
+  prediction_id, person_id, owner_id, model_id, model_version, coverage, generated_at, target_at, horizon_minutes,
+  predicted_mg_dl, observed_mg_dl, observation_id, observed_at, error_mg_dl, inside_band
 )
-select {prediction}, {person}, {model}, reading.effective_at, 30, 120, 130, reading.id, reading.effective_at, -10, true
+select {prediction}, {person}, {user}, {model}, '1.0.0', 0.8, {second_observation_at}, reading.effective_at, 30, 120,
+  130, reading.id, reading.effective_at, -10, true
 from reading
 where reading.effective_at = {second_observation_at} + interval '30 minutes';
 
@@ -151,11 +191,20 @@ values ({person}, {model}, {later}, {earlier}, {later}, 30, 1, false, '1 outcome
 -- A forecast from the latest reading, so that the readings above leave the
 -- person with nothing due (the forecast job passes them by). Its band holds
 -- the value the prediction update probe writes (121).
-insert into public.prediction (
-  person_id, model_id, generated_at, target_at, horizon_minutes, value_mg_dl, lower_mg_dl,
-  upper_mg_dl, coverage, disclaimer_version, model_version, training_run_id, data_from, data_to, code_version
+with latest as (
+  insert into public.forecast (
+    person_id, owner_id, model_id, generated_at, coverage, disclaimer_version, model_version, training_run_id,
+    data_from, data_to, code_version
+  )
+  values (
+    {person}, {user}, {model}, {second_observation_at} + interval '60 minutes', 0.8, 'v1', '1.0.0', {run},
+    {earlier}, {observation_at}, 'probe'
+  )
+  returning id, generated_at
 )
-values (
-  {person}, {model}, {second_observation_at} + interval '60 minutes', {second_observation_at} + interval '65 minutes', 5,
-  141, 115, 155, 0.8, 'v1', '1.0.0', {run}, {earlier}, {observation_at}, 'probe'
-);
+insert into public.prediction (
+  forecast_id, person_id, owner_id, model_id, generated_at, target_at, horizon_minutes, value_mg_dl, lower_mg_dl,
+  upper_mg_dl
+)
+select id, {person}, {user}, {model}, generated_at, generated_at + interval '5 minutes', 5, 141, 115, 155
+from latest;

@@ -15,12 +15,14 @@ from uuid import UUID, uuid4
 from xml.etree import ElementTree
 
 import jwt
+import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
 from api_fixtures import SECRET, bearer, is_problem, token
 from fhir_samples import bundle, cgm, changed
+from glucokit.db.sessions import as_role
 from glucokit.disclaimer import DISCLAIMER, DISCLAIMER_VERSION
 from glucokit.project import PROJECT_DIR
 from owners import Owner
@@ -249,6 +251,35 @@ def test_claims_end_with_the_request_transaction(client: TestClient, people: tup
         with service.pool.connection() as conn:
             role, claims = conn.execute("select current_user, current_setting('request.jwt.claims', true)").fetchone()
             assert (role, claims or None) == ("postgres", None)
+
+
+def _signed_in(user: UUID, **claims: object) -> str:
+    """An HS256 access token of ``user`` with Supabase Auth's extra claims (aal, is_anonymous)."""
+    now = int(time.time())
+    standard = {"role": "authenticated", "aud": "authenticated", "iat": now, "exp": now + 3600, "sub": str(user)}
+    return jwt.encode({**standard, **claims}, SECRET, algorithm="HS256")
+
+
+@pytest.mark.parametrize("route", ["forecast", "models"])  # the async path and a sync one
+def test_the_database_sees_how_the_user_signed_in(client: TestClient, people: tuple[Owner, Owner], route: str) -> None:
+    alice, _ = people
+    path = f"/v1/persons/{alice.person}/{route}"
+    for aal in ("aal1", "aal2"):  # no route reaches what needs a second factor: aal1 reads like aal2
+        response = client.get(path, headers=bearer(_signed_in(alice.user, aal=aal, is_anonymous=False)))
+        assert response.status_code == 200, response.text
+    # The database's restrictive policy for anonymous sign-ins, reached through the API: the claims are carried.
+    is_problem(client.get(path, headers=bearer(_signed_in(alice.user, aal="aal1", is_anonymous=True))), 404)
+
+
+def test_the_claims_given_to_the_database_include_aal(client: TestClient, people: tuple[Owner, Owner]) -> None:
+    alice, _ = people
+    service = client.app.state.service  # type: ignore[attr-defined]
+    caller = service.settings.verifier.caller("Bearer " + _signed_in(alice.user, aal="aal1"))
+    with service.pool.connection() as conn:
+        with as_role(conn, "authenticated", caller.claims):
+            assert conn.execute("select auth.jwt() ->> 'aal'").fetchone() == ("aal1",)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), as_role(conn, "authenticated", caller.claims):
+            conn.execute("update public.consent set withdrawn_at = now() where person_id = %s", (alice.person,))
 
 
 def test_every_route_is_documented_with_examples(client: TestClient) -> None:

@@ -335,6 +335,7 @@ def test_every_route_answers_with_the_header_policy(client: TestClient, people: 
         ("GET", "/v1/persons/{person_id}/forecasts"): {"from": "2026-10-14T00:00:00Z", "to": "2026-10-16T00:00:00Z"},
         ("GET", "/v1/forecasts/{prediction_id}"): None,
         ("GET", "/v1/persons/{person_id}/models"): None,
+        ("GET", "/v1/persons/{person_id}/models/{version}/card"): {"lang": "de"},
         ("POST", "/v1/persons/{person_id}/retrain"): None,
         ("GET", "/v1/persons/{person_id}/chart"): None,
         ("PUT", "/v1/forecasts/{prediction_id}/feedback"): {"rating": "up"},
@@ -348,7 +349,9 @@ def test_every_route_answers_with_the_header_policy(client: TestClient, people: 
     routes = {(method.upper(), path) for path, operations in document["paths"].items() for method in operations}
     assert routes | {("GET", "/openapi.json")} == set(calls)  # a new route must be added here
     for (method, template), extra in calls.items():
-        path = template.format(person_id=alice.person, prediction_id=point, day="2026-10-14", export_format="libreview")
+        path = template.format(
+            person_id=alice.person, prediction_id=point, day="2026-10-14", export_format="libreview", version="1.0.0"
+        )
         for auth in (headers, {}):
             if method == "GET":
                 response = client.get(path, params=extra, headers=auth)

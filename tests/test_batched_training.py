@@ -1,4 +1,5 @@
-"""Training many persons' networks as one stack: each person gets what they would get alone.
+"""Training many persons' networks as one stack: each person gets what they would get alone, and so does each
+person's whole training when their networks fit in a batch (the retrain job's path).
 
 The persons are the checked-in simulated fixture (14 days each) and shorter
 copies of them, so that window counts differ; a high learning rate and a
@@ -28,6 +29,7 @@ from glucokit.forecast.model import (
     train_network,
     train_networks,
 )
+from glucokit.forecast.pipeline import TrainingSettings, finish_training, fit_networks, prepare_training, train_person
 from glucokit.forecast.series import prepare
 from glucokit.forecast.windows import Inputs, Windows, split
 from glucokit.project import SIMULATED_DIR
@@ -205,3 +207,31 @@ def _torch_settings_untouched() -> Iterator[None]:
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     yield
     assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == (threads, deterministic)
+
+
+def test_persons_trained_as_a_batch_get_what_train_person_gives_them() -> None:
+    """The two-phase pipeline: prepare each person, fit every network as one stack, finish each person."""
+    settings = TrainingSettings(families=("ridge", "network"), train=QUICK)
+    people = [read_bundle(path) for path in sorted(SIMULATED_DIR.glob("*.json.gz"))][:3]
+    trainings = [prepare_training(p.glucose, p.carbs, p.insulin, settings=settings) for p in people]
+    assert all(len(training.networks) == 1 for training in trainings)
+    fit_networks(trainings)
+    assert all(training.networks == [] for training in trainings)  # fitted, in a batch of 3
+    for data, training in zip(people, trainings, strict=True):
+        batched = finish_training(training)
+        alone = train_person(data.glucose, data.carbs, data.insulin, settings=settings)
+        assert (batched.champion, batched.hyperparameters, batched.lower, batched.upper) == (
+            alone.champion,
+            alone.hyperparameters,
+            alone.lower,
+            alone.upper,
+        )
+        for part in ("validation", "test"):
+            found, expected = getattr(batched, part), getattr(alone, part)
+            assert {name: metrics.as_dict() for name, metrics in found.items()} == {
+                name: metrics.as_dict() for name, metrics in expected.items()
+            }
+        assert batched.state.tensors.keys() == alone.state.tensors.keys()
+        for key, tensor in alone.state.tensors.items():
+            assert torch.equal(batched.state.tensors[key], tensor), key
+        assert any(line.endswith("in a batch of 3") for line in batched.log)

@@ -76,10 +76,10 @@ def test_old_readings_move_into_their_month_when_it_is_created(tx: Connection, w
         (world.a.person, at),
     )
     where = "select tableoid::regclass::text from public.observation where source_id = 'old-1'"
-    assert tx.execute(where.encode()).fetchone() == ("observation_default",)
+    assert tx.execute(where.encode()).fetchone() == ("partitions.observation_default",)
     created = tx.execute("select private.create_observation_partitions('2001-01-01', '2001-06-01')").fetchone()
     assert created == (5,)
-    assert tx.execute(where.encode()).fetchone() == ("observation_y2001m03",)
+    assert tx.execute(where.encode()).fetchone() == ("partitions.observation_y2001m03",)
 
 
 def test_an_unknown_time_zone_is_refused(tx: Connection, world: ProbeWorld) -> None:
@@ -154,30 +154,56 @@ def test_a_failed_training_run_says_why(tx: Connection, world: ProbeWorld) -> No
     assert violated == "training_run_error_when_failed"
 
 
+FORECAST = """insert into public.forecast
+    (person_id, owner_id, model_id, generated_at, coverage, disclaimer_version, model_version, data_from, data_to,
+     code_version)
+    values (%s, %s, %s, %s, %s, 'v1', '1.0.0', %s, %s, 'test')"""
+
+# A point of the forecast above (the origin's forecast row is found by model and origin).
 PREDICTION = """insert into public.prediction
-    (person_id, model_id, generated_at, target_at, horizon_minutes, value_mg_dl, lower_mg_dl, upper_mg_dl,
-     coverage, disclaimer_version, model_version, data_from, data_to, code_version)
-    values (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'v1', '1.0.0', %s, %s, 'test')"""
+    (forecast_id, person_id, owner_id, model_id, generated_at, target_at, horizon_minutes, value_mg_dl, lower_mg_dl,
+     upper_mg_dl)
+    select f.id, f.person_id, f.owner_id, f.model_id, f.generated_at, %s, %s, %s, %s, %s
+    from public.forecast f where f.model_id = %s and f.generated_at = %s"""
+
+GENERATED = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+
+
+def _forecast(world: ProbeWorld, **changes: object) -> tuple[object, ...]:
+    values: dict[str, object] = {
+        "person": world.a.person,
+        "owner": world.a.user,
+        "model": world.a.model,
+        "generated_at": GENERATED,
+        "coverage": 0.8,
+        "data_from": datetime(2026, 11, 1, tzinfo=UTC),
+        "data_to": datetime(2026, 11, 19, tzinfo=UTC),
+    } | changes
+    return tuple(values.values())
 
 
 def _prediction(world: ProbeWorld, **changes: object) -> tuple[object, ...]:
-    generated = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
     values: dict[str, object] = {
-        "generated_at": generated,
         "target_at": datetime(2026, 11, 20, 8, 30, tzinfo=UTC),
         "horizon": 30,
         "value": 120.0,
         "lower": 100.0,
         "upper": 140.0,
-        "coverage": 0.8,
     } | changes
-    return (
-        world.a.person,
-        world.a.model,
-        *values.values(),
-        datetime(2026, 11, 1, tzinfo=UTC),
-        datetime(2026, 11, 19, tzinfo=UTC),
-    )
+    return (*values.values(), world.a.model, GENERATED)
+
+
+@pytest.mark.parametrize(
+    ("changes", "constraint"),
+    [
+        ({"coverage": 1.0}, "forecast_coverage_check"),
+        ({"generated_at": datetime(2026, 11, 18, 8, 0, tzinfo=UTC)}, "forecast_data_window"),
+    ],
+)
+def test_forecasts_are_consistent(
+    tx: Connection, world: ProbeWorld, changes: dict[str, object], constraint: str
+) -> None:
+    assert _violates(tx, psycopg.errors.CheckViolation, FORECAST, _forecast(world, **changes)) == constraint
 
 
 @pytest.mark.parametrize(
@@ -188,35 +214,29 @@ def _prediction(world: ProbeWorld, **changes: object) -> tuple[object, ...]:
         ({"target_at": datetime(2026, 11, 20, 9, 0, tzinfo=UTC)}, "prediction_target_at"),
         ({"lower": 130.0}, "prediction_band"),
         ({"upper": 110.0}, "prediction_band"),
-        ({"coverage": 1.0}, "prediction_coverage_check"),
         ({"value": 3.0, "lower": 1.0}, "prediction_value_mg_dl_check"),
-        (
-            {
-                "generated_at": datetime(2026, 11, 18, 8, 0, tzinfo=UTC),
-                "target_at": datetime(2026, 11, 18, 8, 30, tzinfo=UTC),
-            },
-            "prediction_data_window",
-        ),
     ],
 )
 def test_forecast_points_are_consistent(
     tx: Connection, world: ProbeWorld, changes: dict[str, object], constraint: str
 ) -> None:
+    tx.execute(FORECAST.encode(), _forecast(world))
     assert _violates(tx, psycopg.errors.CheckViolation, PREDICTION, _prediction(world, **changes)) == constraint
 
 
 def test_writing_the_same_forecast_twice_stores_it_once(tx: Connection, world: ProbeWorld) -> None:
+    tx.execute(FORECAST.encode(), _forecast(world))
+    violated = _violates(tx, psycopg.errors.UniqueViolation, FORECAST, _forecast(world, coverage=0.9))
+    assert violated.endswith("model_id_generated_at_key")  # forecast_idempotency_key, as its partition names it
     tx.execute(PREDICTION.encode(), _prediction(world))
     violated = _violates(tx, psycopg.errors.UniqueViolation, PREDICTION, _prediction(world, value=121.0))
-    assert violated == "prediction_idempotency_key"
+    assert violated.endswith("horizon_minutes_generated_at_key")  # prediction_idempotency_key, in its partition
     again = tx.execute(
-        (PREDICTION + " on conflict on constraint prediction_idempotency_key do nothing").encode(), _prediction(world)
+        (FORECAST + " on conflict on constraint forecast_idempotency_key do nothing").encode(), _forecast(world)
     )
     assert again.rowcount == 0
 
 
 def test_a_forecast_cannot_point_at_another_persons_model(tx: Connection, world: ProbeWorld) -> None:
-    params = list(_prediction(world))
-    params[1] = world.b.model
-    violated = _violates(tx, psycopg.errors.ForeignKeyViolation, PREDICTION, tuple(params))
-    assert violated == "prediction_model_id_person_id_fkey"
+    violated = _violates(tx, psycopg.errors.ForeignKeyViolation, FORECAST, _forecast(world, model=world.b.model))
+    assert violated == "forecast_model_id_person_id_fkey"

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+import forecast_rows
 from glucokit.api import ApiSettings, TokenVerifier, create_app
 from glucokit.cli import main as cli
 from glucokit.db.sessions import Connection, Purpose, as_anon, as_user, as_worker
@@ -87,21 +88,15 @@ def _curve(conn: Connection, person: UUID, model: UUID, origin: datetime, errors
                 (person, target, f"outcome-{model}-{k}"),
             ).fetchone()
             assert observation is not None
-            prediction = conn.execute(
-                """insert into public.prediction (person_id, model_id, generated_at, target_at, horizon_minutes,
-                     value_mg_dl, lower_mg_dl, upper_mg_dl, coverage, disclaimer_version, model_version, data_from,
-                     data_to, code_version)
-                   select person_id, id, %s, %s, 30, %s, %s, %s, 0.8, 'v1', version, data_from, data_to, 'test'
-                   from public.ml_model where id = %s returning id""",
-                (at, target, 120 + error, 100 + error, 140 + error, model),
-            ).fetchone()
-            assert prediction is not None
+            prediction = forecast_rows.point(conn, model, at, 30, 120 + error, (100 + error, 140 + error))
             conn.execute(
-                """insert into public.forecast_outcome (prediction_id, person_id, model_id, target_at, horizon_minutes,
-                     predicted_mg_dl, observed_mg_dl, observation_id, observed_at, error_mg_dl, inside_band)
-                   values (%s, %s, %s, %s, 30, %s, 120, %s, %s, %s, %s)""",
-                (prediction[0], person, model, target, 120 + error, observation[0], target, float(np.float32(error)),
-                 abs(error) <= 20),
+                """insert into public.forecast_outcome (prediction_id, person_id, owner_id, model_id,
+                     model_version, coverage, generated_at, target_at, horizon_minutes, predicted_mg_dl,
+                     observed_mg_dl, observation_id, observed_at, error_mg_dl, inside_band)
+                   select %s, m.person_id, pe.owner_id, m.id, m.version, 0.8, %s, %s, 30, %s, 120, %s, %s, %s, %s
+                   from public.ml_model m join public.person pe on pe.id = m.person_id where m.id = %s""",
+                (prediction, at, target, 120 + error, observation[0], target, float(np.float32(error)),
+                 abs(error) <= 20, model),
             )  # fmt: skip
 
 

@@ -9,6 +9,7 @@ from uuid import UUID
 import psycopg
 import pytest
 
+import forecast_rows
 from glucokit.db.sessions import Connection, Purpose, as_user, as_worker
 from owners import Owner
 
@@ -34,20 +35,8 @@ def point(conn: Connection, owner: Owner) -> UUID:
             (owner.person, datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 19, tzinfo=UTC)),
         ).fetchone()
         assert model is not None
-        row = conn.execute(
-            """insert into public.prediction (person_id, model_id, generated_at, target_at, horizon_minutes,
-                 value_mg_dl, lower_mg_dl, upper_mg_dl, coverage, disclaimer_version, model_version,
-                 data_from, data_to, code_version)
-               select person_id, id, %s, %s + interval '30 minutes', 30, 120, 100, 140, 0.8, 'v1', version,
-                 data_from, data_to, 'test'
-               from public.ml_model where id = %s
-               returning id""",
-            (GENERATED_AT, GENERATED_AT, model[0]),
-        ).fetchone()
-    assert row is not None
-    prediction = row[0]
-    assert isinstance(prediction, UUID)
-    return prediction
+        assert isinstance(model[0], UUID)
+        return forecast_rows.point(conn, model[0], GENERATED_AT, 30, 120, (100, 140))
 
 
 def _send(conn: Connection, owner: Owner, point: UUID, rating: str, comment: str | None = None) -> tuple[object, ...]:
@@ -134,7 +123,7 @@ def test_another_user_cannot_rate_see_or_change_the_feedback(
         # Claiming their own person: the point is not one of its forecasts.
         params["person"] = other.person
         fk = _refused(conn, psycopg.errors.ForeignKeyViolation, SEND, params)
-        assert fk.diag.constraint_name == "forecast_feedback_prediction_id_person_id_fkey"
+        assert fk.diag.constraint_name == "forecast_feedback_point"
         # The owner's feedback is invisible, and out of reach of update and delete.
         assert conn.execute(FEEDBACK.encode(), (point,)).fetchall() == []
         assert conn.execute("update public.forecast_feedback set rating = 'down'").rowcount == 0
@@ -185,11 +174,17 @@ def test_a_worker_reads_the_feedback_of_the_person_in_scope_only(
         assert conn.execute("select count(*) from public.forecast_feedback").fetchone() == (0,)
 
 
-def test_deleting_the_forecast_point_deletes_its_feedback(conn: Connection, owner: Owner, point: UUID) -> None:
+def test_feedback_outlives_its_point_and_goes_with_its_model(conn: Connection, owner: Owner, point: UUID) -> None:
+    # A point expires with its day's partition (retention); the feedback on it, and its model's summary, stay.
     _send(conn, owner, point, "up")
     with conn.transaction():
         conn.execute("delete from public.prediction where id = %s", (point,))
+    with as_user(conn, owner.user):
+        assert conn.execute(
+            "select thumbs_up, thumbs_down from public.model_feedback_summary where person_id = %s", (owner.person,)
+        ).fetchall() == [(1, 0)]
     with conn.transaction():
+        conn.execute("delete from public.ml_model where person_id = %s", (owner.person,))
         assert conn.execute(
             "select count(*) from public.forecast_feedback where prediction_id = %s", (point,)
         ).fetchone() == (0,)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from uuid import UUID
 
 import pytest
 
@@ -26,10 +25,10 @@ def test_a_failing_check_still_writes_the_forecast_and_is_reported(
     store = LocalModelStore(tmp_path)
     assert retrain(conn, store, owner.person, "initial", settings=RIDGE).activated
 
-    def broken(conn: Connection, person_id: UUID) -> MonitorReport:
+    def broken(*args: object) -> MonitorReport:
         raise RuntimeError("the outcome query failed")
 
-    monkeypatch.setattr(monitoring, "monitor", broken)
+    monkeypatch.setattr(monitoring, "monitor_in_scope", broken)
     report = forecast_job.run(conn, store)
     assert [(w.person_id, w.points) for w in report.written if w.person_id == owner.person] == [(owner.person, 12)]
     assert report.monitor_failed[owner.person] == "RuntimeError('the outcome query failed')"

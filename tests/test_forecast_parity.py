@@ -91,7 +91,7 @@ def anchors(conn: Connection, owner: Owner) -> dict[datetime, set[tuple[str, dat
     with as_user(conn, owner.user):
         rows = conn.execute(
             "select p.generated_at, o.code, o.effective_at from public.prediction_source s"
-            " join public.prediction p on p.id = s.prediction_id"
+            " join public.prediction p on (p.forecast_id, p.generated_at) = (s.forecast_id, s.generated_at)"
             " join public.observation o on (o.id, o.effective_at) = (s.observation_id, s.observation_effective_at)"
             " where p.horizon_minutes = 5"
         ).fetchall()

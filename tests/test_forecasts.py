@@ -54,8 +54,12 @@ def predictions(conn: Connection, owner: Owner) -> list[dict[str, Any]]:
     """The person's forecast points as their owner reads them, oldest origin and shortest horizon first."""
     with as_user(conn, owner.user), conn.cursor() as cursor:
         cursor.execute(
-            "select p.*, (select count(*) from public.prediction_source s where s.prediction_id = p.id) as anchors"
-            " from public.prediction p order by generated_at, horizon_minutes"
+            "select p.*, f.coverage, f.disclaimer_version, f.model_version, f.training_run_id, f.data_from,"
+            " f.data_to, f.code_version, (select count(*) from public.prediction_source s"
+            " where (s.forecast_id, s.generated_at) = (f.id, f.generated_at)) as anchors"
+            " from public.prediction p"
+            " join public.forecast f on (f.id, f.generated_at) = (p.forecast_id, p.generated_at)"
+            " order by p.generated_at, p.horizon_minutes"
         )
         names = [column.name for column in cursor.description or []]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -97,7 +101,8 @@ def test_anchors_are_the_input_hour_and_the_events_the_model_reads(
         rows = conn.execute(
             "select s.role::text, o.code, o.effective_at from public.prediction_source s"
             " join public.observation o on (o.id, o.effective_at) = (s.observation_id, s.observation_effective_at)"
-            " join public.prediction p on p.id = s.prediction_id where p.horizon_minutes = 30"
+            " join public.prediction p on (p.forecast_id, p.generated_at) = (s.forecast_id, s.generated_at)"
+            " where p.horizon_minutes = 30"
         ).fetchall()
     window = sorted(at for role, _, at in rows if role == "input_window" and isinstance(at, datetime))
     assert window == [FIXTURE_END - timedelta(minutes=5 * k) for k in range(11, -1, -1)]
@@ -121,7 +126,7 @@ def test_anchors_are_exactly_the_readings_the_inputs_were_made_of(
     with as_user(conn, owner.user):
         rows = conn.execute(
             "select s.observation_effective_at from public.prediction_source s"
-            " join public.prediction p on p.id = s.prediction_id"
+            " join public.prediction p on (p.forecast_id, p.generated_at) = (s.forecast_id, s.generated_at)"
             " where p.generated_at = %s and p.horizon_minutes = 5 and s.role = 'input_window'",
             (last,),
         ).fetchall()

@@ -10,9 +10,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from glucokit.db.sessions import Connection
 from glucokit.errors import GlucokitError
 from glucokit.project import MIGRATIONS_DIR, PROJECT_DIR
-from glucokit.tooling import advisors, migrate, platform, supabase_cli
+from glucokit.tooling import advisors, migrate, platform, policies, supabase_cli
 from glucokit.tooling.database import Target
 
 pytestmark = pytest.mark.full_schema
@@ -51,11 +52,34 @@ def test_supabase_migration_list_shows_every_migration_applied(database_url: str
     assert {(version, version) for version in LOCAL_VERSIONS} <= applied
 
 
-def test_supabase_advisors_report_nothing_at_warn_or_above(database_url: str) -> None:
+def test_supabase_advisors_report_nothing_at_any_level(database_url: str) -> None:
     found = advisors.lints(database_url)
-    assert advisors.at_or_above(found, "WARN") == []
+    assert advisors.of_schema(found) == []
     result = supabase_cli.run(["db", "advisors", "--fail-on", "warn"], database_url)
     assert result.returncode == 0, result.output
+
+
+def test_the_data_api_exposes_no_partition_and_no_internal_schema(conn: Connection) -> None:
+    assert {"partitions", "private", "pgmq"}.isdisjoint(policies.exposed_schemas())
+    exposed_partitions = conn.execute(
+        "select count(*) from pg_class"
+        " where relispartition and relkind in ('r', 'p') and relnamespace::regnamespace::text = any(%s)",
+        (policies.exposed_schemas(),),
+    ).fetchone()
+    assert exposed_partitions == (0,)
+
+
+def test_partitions_refuse_direct_access(conn: Connection) -> None:
+    found = conn.execute(
+        """select c.oid::regclass::text, c.relrowsecurity,
+                  exists (select from pg_policy p
+                          where p.polrelid = c.oid and p.polname = 'No direct access' and not p.polpermissive),
+                  has_table_privilege('authenticated', c.oid, 'select')
+           from pg_class c
+           where c.relispartition and c.relkind in ('r', 'p') and c.relnamespace = 'partitions'::regnamespace"""
+    ).fetchall()
+    assert "partitions.observation_default" in [name for name, *_ in found]
+    assert [row for row in found if row[1:] != (True, True, False)] == []
 
 
 def test_supabase_advisors_fail_on_a_warning(new_database: Callable[[], str]) -> None:
@@ -65,7 +89,7 @@ def test_supabase_advisors_fail_on_a_warning(new_database: Callable[[], str]) ->
         conn.execute("create function public.loose() returns int language sql as $$ select 1 $$")
     result = supabase_cli.run(["db", "advisors", "--fail-on", "warn"], url)
     assert result.returncode != 0
-    assert [lint.name for lint in advisors.at_or_above(advisors.lints(url), "WARN")] == ["function_search_path_mutable"]
+    assert [lint.name for lint in advisors.of_schema(advisors.lints(url))] == ["function_search_path_mutable"]
 
 
 def test_a_failing_migration_names_itself_and_keeps_earlier_ones(

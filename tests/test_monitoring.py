@@ -12,12 +12,14 @@ import numpy as np
 import psycopg
 import pytest
 
+import forecast_rows
 from fhir_samples import START, bundle, cgm
 from glucokit.db.sessions import Connection, Purpose, as_user, as_worker
 from glucokit.forecast import HORIZON_MINUTES, ForecastState, ModelState
 from glucokit.forecast.bands import MAX_HALF_WIDTH, MAX_UPPER_PERCENT, Side, start, track
 from glucokit.forecast.metrics import grmse
 from glucokit.modelops import band_state, monitoring
+from glucokit.privacy import rights
 from owners import Owner, ingest
 
 T0 = START  # cgm(n) is a reading at T0 + 5n minutes
@@ -41,17 +43,9 @@ def forecast_point(
     conn: Connection, owner: Owner, model: UUID, target_at: datetime, value: float, band: tuple[float, float]
 ) -> UUID:
     """One 30-minute forecast point aimed at ``target_at``."""
-    row = conn.execute(
-        "insert into public.prediction (person_id, model_id, generated_at, target_at, horizon_minutes, value_mg_dl,"
-        " lower_mg_dl, upper_mg_dl, coverage, disclaimer_version, model_version, data_from, data_to, code_version)"
-        " values (%s, %s, %s, %s, 30, %s, %s, %s, 0.8, 'v1', '1.0.0', %s, %s, 'test') returning id",
-        (owner.person, model, target_at - timedelta(minutes=30), target_at, value, *band,
-         T0 - timedelta(days=1), T0 - timedelta(minutes=30)),
-    ).fetchone()  # fmt: skip
+    written = forecast_rows.point(conn, model, target_at - timedelta(minutes=30), 30, value, band)
     conn.commit()
-    assert row is not None
-    assert isinstance(row[0], UUID)
-    return row[0]
+    return written
 
 
 def outcomes(conn: Connection, owner: Owner) -> dict[UUID, tuple[Any, ...]]:
@@ -212,8 +206,7 @@ def test_the_stability_index() -> None:
 
 
 def test_monitoring_needs_consent_to_forecasting(conn: Connection, owner: Owner) -> None:
-    with as_user(conn, owner.user):
-        conn.execute("update public.consent set withdrawn_at = now() where purpose = 'forecasting'")
+    rights.withdraw(conn, owner.user, owner.person, [Purpose.FORECASTING])
     with pytest.raises(Exception, match="has not consented to forecasting"):
         monitoring.monitor(conn, owner.person, now=NOW)
 

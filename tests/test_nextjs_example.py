@@ -21,6 +21,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from uuid import UUID
 
 import psycopg
 import pytest
@@ -28,7 +29,7 @@ import pytest
 from api_fixtures import SECRET
 from fhir_samples import bundle, cgm
 from glucokit.api import reads
-from glucokit.db.sessions import Purpose, as_user, as_worker
+from glucokit.db.sessions import Connection, Purpose, as_user, as_worker
 from glucokit.db.urls import with_host
 from glucokit.disclaimer import DISCLAIMERS, LANGUAGES, disclaimer_text
 from glucokit.fhir.ingest import Ingest
@@ -45,6 +46,12 @@ DISCLAIMERS_JSON = EXAMPLE / "lib" / "disclaimers.json"
 NODE_TEST = "test/forecast-route.test.mts"
 # A session time zone far from UTC, with a 45-minute offset: the route must still answer in true instants.
 TIME_ZONE = "Pacific/Chatham"
+
+
+def _sources(conn: Connection, prediction_id: UUID) -> list[reads.Source]:
+    read = reads.point(conn, prediction_id)
+    assert read is not None
+    return read[1]
 
 
 def disclaimers_json() -> str:
@@ -148,11 +155,11 @@ def forecasts(
         with as_user(conn, alice.user):
             curve = reads.latest_curve(conn, alice.person)
             models_at_origin = conn.execute(
-                "select array_agg(distinct model_version order by model_version) from public.prediction "
+                "select array_agg(distinct model_version order by model_version) from public.forecast "
                 "where person_id = %s and generated_at = %s",
                 (alice.person, curve[0].generated_at),
             ).fetchone()
-            sources = {point.id: reads.sources(conn, point.id) for point in curve}
+            sources = {point.id: _sources(conn, point.id) for point in curve}
     assert models_at_origin == (["1.0.0", newer.version],)
     assert {point.model_version for point in curve} == {newer.version}
     version = curve[0].disclaimer_version

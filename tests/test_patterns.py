@@ -30,6 +30,7 @@ from glucokit.modelops.patterns import (
     similar_days,
     vector_text,
 )
+from glucokit.privacy import rights
 from glucokit.privacy.consent import Purpose
 from owners import Owner
 
@@ -188,11 +189,7 @@ def test_the_worker_computes_the_persons_ended_days(conn: Connection, owner: Own
 def test_a_person_without_consent_to_pattern_search_is_refused(conn: Connection, owner: Owner) -> None:
     today = _local_today(conn, owner, "UTC")
     _store(conn, owner, readings(today - timedelta(days=1), ZoneInfo("UTC"), profile(0)))
-    with as_user(conn, owner.user):
-        conn.execute(
-            "update public.consent set withdrawn_at = now() where person_id = %s and purpose = 'pattern_search'",
-            (owner.person,),
-        )
+    rights.withdraw(conn, owner.user, owner.person, [Purpose.PATTERN_SEARCH])
     assert owner.person not in pattern_job.due_persons(conn, None, limit=100_000)
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="has not consented to pattern_search"):
         patterns.refresh(conn, owner.person)

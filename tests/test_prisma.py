@@ -111,7 +111,12 @@ def test_prisma_client_reads_under_row_level_security(database_url: str, world: 
                 "disclaimerVersion": "v1",
                 "sources": [str(world.a.observation)],
             },
-            {"personId": str(world.a.person), "horizonMinutes": 60, "disclaimerVersion": "v1", "sources": []},
+            {
+                "personId": str(world.a.person),
+                "horizonMinutes": 60,
+                "disclaimerVersion": "v1",
+                "sources": [str(world.a.observation)],
+            },
         ],
         "editForecasts": "refused",
     }

@@ -150,14 +150,14 @@ def test_consent_withdrawn_while_training_leaves_nothing_and_ends_the_request(
     conn: Connection, database_url: str, owner: Owner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with_data(conn, owner)
-    real = retrain.train_person  # type: ignore[attr-defined]
+    real = retrain.train
 
     def withdrawn_meanwhile(*args: Any, **kwargs: Any) -> Any:
         with psycopg.connect(database_url) as other:
             privacy.withdraw(other, owner.user, owner.person, [Purpose.TRAINING])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(retrain, "train_person", withdrawn_meanwhile)
+    monkeypatch.setattr(retrain, "train", withdrawn_meanwhile)
     report = retrain_job.run(conn, LocalModelStore(tmp_path), settings=RIDGE)
     assert report.retrained == []
     assert report.refused == {owner.person: "no consent to training"}
@@ -216,7 +216,7 @@ def test_withdrawal_with_delete_models_removes_models_files_and_forecasts(
     report = privacy_job.run(conn, store)
     assert (report.models_removed, report.failed) == ({owner.person: 1}, {})
     with as_user(conn, owner.user):
-        for table in ("ml_model", "prediction", "prediction_source", "forecast_outcome"):
+        for table in ("ml_model", "forecast", "prediction", "prediction_source", "forecast_outcome"):
             assert conn.execute(f"select count(*) from public.{table}".encode()).fetchone() == (0,), table
         assert conn.execute("select count(*) from storage.objects").fetchone() == (0,)
         assert conn.execute("select count(*) from public.training_run").fetchone() == (1,)
@@ -263,13 +263,14 @@ def test_erasure_leaves_no_row_no_file_and_no_message_with_the_persons_id(
         "public.forecast_feedback", "public.ml_model", "public.prediction", "public.quarantined_entry",
         "public.retrain_request", "storage.objects",
     } <= set(before)  # fmt: skip
-    assert any(table.startswith("public.observation_") for table in before)
+    assert any(table.startswith("partitions.observation_") for table in before)
 
     privacy.delete_person(conn, owner.user, owner.person)
     assert sorted(every_mention(conn, owner.person)) == ["private.erasure", "storage.objects"]
     report = privacy_job.run(conn, store)
     assert report.failed == {}
-    assert len(report.erased[owner.person]) == 3  # model.safetensors, metadata.json, training_log.txt
+    # model.safetensors, metadata.json, training_log.txt and the model card: card.json, card.en.md, card.de.md
+    assert len(report.erased[owner.person]) == 6
     assert every_mention(conn, owner.person) == []
     assert not [path for path in tmp_path.rglob("*") if str(owner.person) in str(path) and path.is_file()]
     # The bystander keeps everything.
@@ -293,6 +294,8 @@ def test_export_holds_everything_about_the_person(conn: Connection, owner: Owner
         assert records["tables"][table], table
     (metadata,) = records["model_metadata"].values()
     assert metadata["version"] == "1.0.0"
+    (model,) = records["tables"]["ml_model"]
+    assert model["card"]["version"] == "1.0.0"  # the model card's facts, with the row
     assert report.models == 1
 
 
@@ -337,7 +340,7 @@ def test_the_privacy_commands(conn: Connection, database_url: str, owner: Owner,
     assert erased.returncode == 0, erased.stderr
     job = cli(database_url, store.root, "privacy", "run")
     assert job.returncode == 0, job.stderr
-    assert f"{person}: erased (3 files)" in job.stdout
+    assert f"{person}: erased (6 files)" in job.stdout  # the version's 3 files and its model card's 3
     assert every_mention(conn, owner.person) == []
 
 

@@ -19,9 +19,9 @@ from glucokit.db.sessions import Connection, Purpose, as_user, as_worker
 from glucokit.fhir.ingest import Ingest
 from glucokit.jobs import retrain_job
 from glucokit.jobs.runner import Shard
-from glucokit.modelops import registry, retrain_queue
-from glucokit.modelops.model_store import LocalModelStore
-from glucokit.modelops.retrain import RetrainResult, retrain
+from glucokit.modelops import registry, retrain, retrain_queue
+from glucokit.modelops.model_store import LocalModelStore, ModelStore
+from glucokit.modelops.retrain import Person, RetrainResult, finish
 from glucokit.modelops.retrain_queue import Trigger
 from glucokit.project import PROJECT_DIR, SIMULATED_DIR
 from owners import Owner
@@ -130,7 +130,10 @@ def _wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 120) 
 def test_a_job_killed_mid_training_leaves_nothing_and_the_retry_finishes(
     database_url: str, conn: Connection, owner: Owner, tmp_path: Path
 ) -> None:
-    """A real ``kill -9`` of the job process while it trains, then the retry after the claim's lease."""
+    """A real ``kill -9`` of the job process while it trains, then the retry after the claim's lease.
+
+    The retry trains longer than its 4 s lease: no other claim took it over, so extending it before the finish holds.
+    """
     with_simulated_data(conn, owner)
     name = f"kill-test-{owner.person}"
     environment = os.environ | {"DATABASE_URL": database_url, "GLUCOKIT_MODEL_DIR": str(tmp_path), "PGAPPNAME": name}
@@ -143,10 +146,10 @@ def test_a_job_killed_mid_training_leaves_nothing_and_the_retry_finishes(
         return int(str(row[0]))
 
     sessions = "select count(*) from pg_stat_activity where application_name = %s"
-    # Training: the person's transaction has written its training run (it holds that table's lock) and waits on Python.
+    # Training: the claim is committed (the request runs) and the worker is between transactions, in Python.
     training = (
-        sessions + " and state = 'idle in transaction' and pid in"
-        " (select pid from pg_locks where relation = 'public.training_run'::regclass and mode = 'RowExclusiveLock')"
+        sessions + " and state = 'idle' and exists"
+        " (select from public.retrain_request where status = 'running' and attempts = 1)"
     )
     visible = "select count(*) from pgmq.q_glucokit_retrain where vt <= clock_timestamp() and %s::text is not null"
 
@@ -234,13 +237,13 @@ def test_a_retrain_that_raised_is_retried_after_a_backoff(
     with_simulated_data(conn, owner)
     calls: list[int] = []
 
-    def flaky(*args: Any, **options: Any) -> RetrainResult:
-        calls.append(options["attempt"])
+    def flaky(conn: Connection, store: ModelStore, person: Person) -> RetrainResult:
+        calls.append(person.request.attempt)
         if len(calls) == 1:
             raise RuntimeError("the model store is down")
-        return retrain(*args, **options)
+        return finish(conn, store, person)
 
-    monkeypatch.setattr(retrain_job, "retrain", flaky)
+    monkeypatch.setattr(retrain, "finish", flaky)
     store = LocalModelStore(tmp_path)
     first = retrain_job.run(conn, store, settings=RIDGE)
     assert first.failed == {owner.person: "RuntimeError('the model store is down')"}
@@ -265,10 +268,10 @@ def test_a_retrain_that_raised_is_retried_after_a_backoff(
 def test_a_retrain_that_keeps_raising_is_given_up_with_its_reason(
     conn: Connection, owner: Owner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
 ) -> None:
-    def broken(*args: Any, **options: Any) -> RetrainResult:
+    def broken(*args: Any) -> RetrainResult:
         raise RuntimeError("the model store is down")
 
-    monkeypatch.setattr(retrain_job, "retrain", broken)
+    monkeypatch.setattr(retrain, "finish", broken)
     with as_worker(conn, None):
         retrain_queue.enqueue(conn, owner.person, Trigger.PERFORMANCE, "test")
     store = LocalModelStore(tmp_path)

@@ -66,21 +66,33 @@ def test_a_user_cannot_move_an_observation_to_another_users_person(conn: Connect
 
 @pytest.mark.parametrize(
     "assignment",
-    ["value_mg_dl = 50", "lower_mg_dl = 0", "upper_mg_dl = 999", "disclaimer_version = 'none'"],
+    ["value_mg_dl = 50", "lower_mg_dl = 0", "upper_mg_dl = 999", "owner_id = gen_random_uuid()"],
 )
 def test_owners_cannot_edit_their_forecasts(conn: Connection, world: ProbeWorld, assignment: str) -> None:
     with conn.transaction(force_rollback=True), sessions.as_user(conn, world.a.user):
         _refused(conn, f"update public.prediction set {assignment} where id = %s", (world.a.prediction,))
 
 
+@pytest.mark.parametrize(
+    "assignment", ["disclaimer_version = 'none'", "coverage = 0.99", "owner_id = gen_random_uuid()"]
+)
+def test_owners_cannot_edit_the_provenance_of_their_forecasts(
+    conn: Connection, world: ProbeWorld, assignment: str
+) -> None:
+    with conn.transaction(force_rollback=True), sessions.as_user(conn, world.a.user):
+        _refused(conn, f"update public.forecast set {assignment} where person_id = %s", (world.a.person,))
+
+
 def test_owners_cannot_change_the_source_anchors_of_a_forecast(conn: Connection, world: ProbeWorld) -> None:
     with conn.transaction(force_rollback=True), sessions.as_user(conn, world.a.user):
-        _refused(conn, "delete from public.prediction_source where prediction_id = %s", (world.a.prediction,))
+        _refused(conn, "delete from public.prediction_source where person_id = %s", (world.a.person,))
         _refused(
             conn,
-            """insert into public.prediction_source (prediction_id, person_id, observation_id, observation_effective_at)
-               values (%s, %s, %s, %s)""",
-            (world.a.prediction, world.a.person, world.a.second_observation, world.a.second_observation_at),
+            """insert into public.prediction_source
+                 (forecast_id, person_id, owner_id, model_id, generated_at, observation_id, observation_effective_at)
+               select forecast_id, person_id, owner_id, model_id, generated_at, %s, %s
+               from public.prediction where id = %s""",
+            (world.a.second_observation, world.a.second_observation_at, world.a.prediction),
         )
 
 
@@ -132,7 +144,15 @@ def test_session_level_claims_do_not_reach_an_authenticated_transaction(conn: Co
 
 def test_worker_without_scope_sees_nothing(conn: Connection, world: ProbeWorld) -> None:
     with conn.transaction(force_rollback=True), sessions.as_worker(conn, None):
-        for table in ("person", "observation", "training_run", "ml_model", "prediction", "prediction_source"):
+        for table in (
+            "person",
+            "observation",
+            "training_run",
+            "ml_model",
+            "forecast",
+            "prediction",
+            "prediction_source",
+        ):
             assert conn.execute(f"select count(*) from public.{table}".encode()).fetchone() == (0,), table
         assert conn.execute("select count(*) from storage.objects").fetchone() == (0,)
 
@@ -175,9 +195,11 @@ def test_worker_cannot_anchor_a_forecast_to_another_persons_observation(conn: Co
         sessions.as_worker(conn, world.a.person, Purpose.TRAINING, "test"),
     ):
         conn.execute(
-            """insert into public.prediction_source (prediction_id, person_id, observation_id, observation_effective_at)
-               values (%s, %s, %s, %s)""",
-            (world.a.prediction, world.a.person, world.b.second_observation, world.b.second_observation_at),
+            """insert into public.prediction_source
+                 (forecast_id, person_id, owner_id, model_id, generated_at, observation_id, observation_effective_at)
+               select forecast_id, person_id, owner_id, model_id, generated_at, %s, %s
+               from public.prediction where id = %s""",
+            (world.b.second_observation, world.b.second_observation_at, world.a.prediction),
         )
 
 
@@ -217,7 +239,7 @@ def test_worker_stores_files_in_its_persons_folder(conn: Connection, world: Prob
 
 def test_users_read_only_their_own_model_files(conn: Connection, world: ProbeWorld) -> None:
     with conn.transaction(force_rollback=True), sessions.as_user(conn, world.a.user):
-        names = [row[0] for row in conn.execute("select name from storage.objects")]
+        names = [row[0] for row in conn.execute("select name from storage.objects where bucket_id = 'models'")]
     assert names == [world.a.folder + "model.safetensors"]
 
 
@@ -280,12 +302,11 @@ def test_a_worker_that_sets_the_scope_variables_itself_writes_nothing(conn: Conn
         _refused(conn, "insert into public.training_run (person_id, trigger) values (%s, 'initial')", (world.a.person,))
         _refused(
             conn,
-            """insert into public.prediction (person_id, model_id, generated_at, target_at, horizon_minutes,
-                 value_mg_dl, lower_mg_dl, upper_mg_dl, coverage, disclaimer_version, model_version, data_from,
-                 data_to, code_version)
-               values (%s, %s, now(), now() + interval '30 minutes', 30, 120, 100, 140, 0.8, 'v1', '1.0.0',
-                 now() - interval '1 day', now() - interval '1 day', 'forged')""",
-            (world.a.person, world.a.model),
+            """insert into public.forecast (person_id, owner_id, model_id, generated_at, coverage, disclaimer_version,
+                 model_version, data_from, data_to, code_version)
+               values (%s, %s, %s, now(), 0.8, 'v1', '1.0.0', now() - interval '1 day', now() - interval '1 day',
+                 'forged')""",
+            (world.a.person, world.a.user, world.a.model),
         )
         _refused(
             conn,

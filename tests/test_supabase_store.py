@@ -19,9 +19,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import unquote
 from uuid import UUID, uuid4
 
+import httpx
 import jwt
+import orjson
 import psycopg
 import pytest
 from psycopg import sql
@@ -29,9 +32,11 @@ from psycopg.types.json import Jsonb
 
 from fhir_samples import bundle, cgm
 from glucokit.db.queries import query
-from glucokit.db.sessions import Connection, Purpose, as_worker
+from glucokit.db.sessions import Connection, Purpose, as_anon, as_user, as_worker, become_role, user_claims
+from glucokit.disclaimer import LANGUAGES
 from glucokit.errors import GlucokitError
 from glucokit.modelops import registry
+from glucokit.modelops.model_card import CARD_FILE, card_text_file
 from glucokit.modelops.model_store import (
     BUCKET,
     LOG_FILE,
@@ -49,6 +54,7 @@ from glucokit.modelops.model_store import (
     unregistered_folders,
 )
 from glucokit.modelops.retrain import retrain
+from glucokit.privacy import rights as privacy
 from glucokit.project import MIGRATIONS_DIR, MODEL_STORE_DIR, PROJECT_DIR
 from glucokit.settings import StoreSettings, load
 from glucokit.tooling import platform
@@ -58,6 +64,8 @@ from test_registry import register
 SECRET = "a-test-jwt-secret-of-the-length-supabase-uses-0123456789"
 MIGRATION = MIGRATIONS_DIR / "20261122120800_storage_api_worker_scope.sql"
 FILES = sorted((LOG_FILE, METADATA_FILE, WEIGHTS_FILE))
+# What a retrain stores: the version's files and its model card.
+RETRAIN_FILES = sorted((*FILES, CARD_FILE, *map(card_text_file, LANGUAGES)))
 
 
 # The variables that make the Supabase model store (glucokit.settings.SupabaseSettings).
@@ -143,6 +151,19 @@ def test_the_worker_token_names_the_scoped_person_and_expires_within_minutes(con
 def test_no_token_without_a_person_scope(conn: Connection) -> None:
     with as_worker(conn, None), pytest.raises(GlucokitError, match="scoped to one person"):
         store().worker_token(conn)
+    for transaction in (as_worker(conn, None), as_anon(conn), conn.transaction()):
+        with transaction, pytest.raises(GlucokitError, match="signed-in user's transaction or a worker transaction"):
+            store().token(conn)
+
+
+def test_a_signed_in_users_transaction_gets_that_users_token(conn: Connection, owner: Owner) -> None:
+    with as_user(conn, owner.user):
+        token = store().token(conn)
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"], audience="authenticated")
+    assert {name: claims[name] for name in ("sub", "role", "aud")} == user_claims(owner.user)
+    assert claims["exp"] - claims["iat"] == TOKEN_LIFETIME.total_seconds()
+    with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
+        assert jwt.decode(store().token(conn), SECRET, algorithms=["HS256"])["role"] == WORKER_ROLE
 
 
 # -- what Storage does with the token --------------------------------------------------------------------------------
@@ -256,6 +277,57 @@ def test_storage_can_switch_to_the_worker_role_once_the_migration_granted_it(con
         assert visible(conn, f"{owner.user}/") == [file_in(owner)]
 
 
+# -- the owner's export through Storage -------------------------------------------------------------------------------
+
+
+class StorageStandIn:
+    """Storage's object download (GET /storage/v1/object/models/NAME) the way supabase/storage serves it: the token
+    verified, the object's row read in a transaction of the token's role and claims, so that the bucket's policies
+    decide, and the bytes from where a local store keeps them."""
+
+    PREFIX = f"/storage/v1/object/{BUCKET}/"
+
+    def __init__(self, database_url: str, files: LocalModelStore) -> None:
+        self.database_url = database_url
+        self.files = files
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        assert request.method == "GET", request.url
+        assert request.url.path.startswith(self.PREFIX), request.url
+        name = unquote(request.url.path.removeprefix(self.PREFIX))
+        bearer = request.headers["authorization"].removeprefix("Bearer ")
+        claims = jwt.decode(bearer, SECRET, algorithms=["HS256"], options={"verify_aud": False})
+        with psycopg.connect(self.database_url) as db, db.transaction():
+            db.execute(become_role(str(claims["role"]), claims))
+            seen = db.execute(query("storage_object_etag"), {"bucket": BUCKET, "name": name}).fetchone()
+        if seen is None:
+            return httpx.Response(400, json={"statusCode": "404", "error": "not_found", "message": "Object not found"})
+        return httpx.Response(200, content=self.files.root.joinpath(BUCKET, name).read_bytes())
+
+
+def test_the_owner_exports_their_model_files_through_storage(
+    conn: Connection, database_url: str, two: tuple[Owner, Owner], tmp_path: Path
+) -> None:
+    """The export reads each model version's metadata as the signed-in owner: with a user token, which Storage
+    accepts for the owner's files only."""
+    owner, other = two
+    files = LocalModelStore(tmp_path / "store")
+    models = {}
+    for person in two:
+        with as_worker(conn, person.person, Purpose.TRAINING, "test"):
+            models[person] = register(conn, person, files)
+    supabase = store()
+    supabase._http = httpx.Client(transport=httpx.MockTransport(StorageStandIn(database_url, files)))
+    report = privacy.export_everything(conn, supabase, owner.user, owner.person, tmp_path / "export")
+    assert report.models == 1
+    records = orjson.loads((tmp_path / "export" / "records.json").read_bytes())
+    assert records["model_metadata"] == {models[owner].storage_path: {"version": "1.0.0"}}
+    theirs = models[other].storage_path
+    assert theirs is not None
+    with as_user(conn, owner.user), pytest.raises(GlucokitError, match="Supabase Storage refused to read"):
+        supabase.get(conn, theirs + METADATA_FILE)
+
+
 # -- sweeping --------------------------------------------------------------------------------------------------------
 
 
@@ -349,8 +421,9 @@ def test_the_supabase_store_through_a_real_projects_storage(
         crashed = model_folder(owner.user, owner.person, "1.1.0")
         with as_worker(conn, owner.person, Purpose.TRAINING, "test"):
             # Storage committed the uploads; the registration rolled back with the worker's transaction.
-            assert visible(conn, crashed) == [crashed + file for file in FILES]
-            assert supabase.sweep(conn, person_folder(owner.user, owner.person)) == [crashed + file for file in FILES]
+            assert visible(conn, crashed) == [crashed + file for file in RETRAIN_FILES]
+            swept = supabase.sweep(conn, person_folder(owner.user, owner.person))
+            assert swept == [crashed + file for file in RETRAIN_FILES]
             assert visible(conn, crashed) == []
             (model,) = registry.versions(conn, owner.person)
             load_state(conn, supabase, model)  # the registered version is whole

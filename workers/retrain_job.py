@@ -1,18 +1,18 @@
-"""Cloud Run job: drain the retrain queue, one person at a time.
+"""Cloud Run job: drain the retrain queue, a batch of persons at a time.
 
     python workers/retrain_job.py
 
 Settings (README.md, "Settings"): DATABASE_URL (the login role must be allowed to `set role glucokit_worker`);
 the model store: SUPABASE_URL, SUPABASE_ANON_KEY and SUPABASE_JWT_SECRET (all three or none), or
 GLUCOKIT_MODEL_DIR; CLOUD_RUN_TASK_INDEX and CLOUD_RUN_TASK_COUNT (set by Cloud Run); GLUCOKIT_JOB_SECONDS;
-GLUCOKIT_MODEL_FAMILIES.
+GLUCOKIT_MODEL_FAMILIES; GLUCOKIT_RETRAIN_BATCH; GLUCOKIT_TRAINING_DEVICE.
 
 Exit status: 0 when the shard was drained or the task stopped in time; 1 when
 a retrain failed. The queue retries that person after a backoff (a later
 execution takes them; schedule the job), and fails the request for good
 after its last attempt; a retry of the task by Cloud Run finds it still
 waiting and changes nothing. 2 on bad settings.
-SIGTERM stops the task cleanly: the person in hand is finished, no other is taken.
+SIGTERM stops the task cleanly: the batch in hand is finished, no other is claimed.
 """
 
 from __future__ import annotations
@@ -60,6 +60,8 @@ def main() -> int:
             stop=stop,
             on_result=report,
             settings=settings.training,
+            batch_size=settings.retrain_batch,
+            device=settings.device,
         )
     for person, error in done.failed.items():
         if person in done.gave_up:

@@ -18,6 +18,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self, TypeVar, Union, get_args, get_origin
 
+import torch
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -170,6 +171,19 @@ class RetrainJobSettings(JobSettings):
         " picked among them",
     )
 
+    retrain_batch: int = Field(
+        16,
+        ge=1,
+        alias="GLUCOKIT_RETRAIN_BATCH",
+        description="persons a task claims and trains at once, their networks as one stack; 1: one at a time",
+    )
+    training_device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        alias="GLUCOKIT_TRAINING_DEVICE",
+        description="where the networks train: `cpu`, `cuda`, or `auto` (CUDA when torch finds a device); on CUDA"
+        " the weights may round differently from the CPU's",
+    )
+
     _families = field_validator("model_families", mode="before")(_listed)
 
     @field_validator("model_families")
@@ -178,9 +192,23 @@ class RetrainJobSettings(JobSettings):
         TrainingSettings(families=families)  # its ValueError says which families exist
         return families
 
+    @field_validator("training_device")
+    @classmethod
+    def _device_present(cls, device: str) -> str:
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("torch finds no CUDA device here (use cpu or auto)")
+        return device
+
     @property
     def training(self) -> TrainingSettings:
         return TrainingSettings(families=self.model_families)
+
+    @property
+    def device(self) -> str:
+        """The device the networks train on."""
+        if self.training_device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.training_device
 
 
 class ForecastJobSettings(JobSettings):

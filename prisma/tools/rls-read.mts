@@ -24,16 +24,19 @@ const seen = await withClaims(prisma, claims, async (tx) => {
   const latest = await tx.prediction.findMany({
     orderBy: [{ generatedAt: "desc" }, { horizonMinutes: "asc" }],
     take: 12,
-    include: { sources: { select: { observationId: true } } },
   });
+  const ids = [...new Set(latest.map((point) => point.forecastId))];
+  const forecasts = await tx.forecast.findMany({ where: { id: { in: ids } } });
+  const sources = await tx.predictionSource.findMany({ where: { forecastId: { in: ids } } });
   return {
     persons: persons.map((person) => person.id),
     predictions: await tx.prediction.count(),
     latest: latest.map((point) => ({
       personId: point.personId,
       horizonMinutes: point.horizonMinutes,
-      disclaimerVersion: point.disclaimerVersion,
-      sources: point.sources.map((source) => source.observationId),
+      disclaimerVersion: forecasts.find((forecast) => forecast.id === point.forecastId)?.disclaimerVersion,
+      // Anchors are the forecast's: every point of it names the same observations.
+      sources: sources.filter((source) => source.forecastId === point.forecastId).map((source) => source.observationId),
     })),
   };
 });

@@ -39,29 +39,32 @@ export async function personVisible(tx: Prisma.TransactionClient, personId: stri
 
 /** The person's latest forecast curve; null when it has none (or is not visible). */
 export async function latestForecast(tx: Prisma.TransactionClient, personId: string, language: Language) {
-  const newest = await tx.prediction.findFirst({
+  const forecast = await tx.forecast.findFirst({
     where: { personId },
     orderBy: [{ generatedAt: "desc" }, { createdAt: "desc" }],
-    select: { generatedAt: true, modelId: true },
   });
-  if (newest === null) return null;
+  if (forecast === null) return null;
   // A JavaScript Date keeps milliseconds and PostgreSQL microseconds: match the
-  // origin as the millisecond it falls in (one model's origins are readings,
-  // minutes apart).
-  const origin = { gte: newest.generatedAt, lt: new Date(newest.generatedAt.getTime() + 1) };
-  const points = await tx.prediction.findMany({
-    where: { personId, modelId: newest.modelId, generatedAt: origin },
-    orderBy: { horizonMinutes: "asc" },
-    include: {
-      sources: {
-        // The input window first, then covariates, by time (the enum's order).
-        orderBy: [{ role: "asc" }, { observationEffectiveAt: "asc" }, { observationId: "asc" }],
-        select: { observationId: true, observationEffectiveAt: true, role: true, observation: { select: { code: true } } },
-      },
-    },
+  // origin as the millisecond it falls in (the forecast id picks the rows; the
+  // range lets the database look in one day's partition).
+  const origin = { gte: forecast.generatedAt, lt: new Date(forecast.generatedAt.getTime() + 1) };
+  const where = { forecastId: forecast.id, generatedAt: origin };
+  const points = await tx.prediction.findMany({ where, orderBy: { horizonMinutes: "asc" } });
+  // The forecast's anchors, once for all its points: the input window first,
+  // then covariates, by time (the enum's order).
+  const sources = await tx.predictionSource.findMany({
+    where,
+    orderBy: [{ role: "asc" }, { observationEffectiveAt: "asc" }, { observationId: "asc" }],
+    select: { observationId: true, observationEffectiveAt: true, role: true, observation: { select: { code: true } } },
   });
   const first = points[0];
   if (first === undefined) return null;
+  const references = sources.map((source) => ({
+    reference: `Observation/${source.observationId}`,
+    effective_at: source.observationEffectiveAt.toISOString(),
+    role: source.role,
+    code: source.observation.code,
+  }));
   return {
     person_id: personId,
     generated_at: first.generatedAt.toISOString(),
@@ -73,23 +76,18 @@ export async function latestForecast(tx: Prisma.TransactionClient, personId: str
       value_mg_dl: point.valueMgDl,
       lower_mg_dl: point.lowerMgDl,
       upper_mg_dl: point.upperMgDl,
-      coverage: point.coverage,
-      sources: point.sources.map((source) => ({
-        reference: `Observation/${source.observationId}`,
-        effective_at: source.observationEffectiveAt.toISOString(),
-        role: source.role,
-        code: source.observation.code,
-      })),
+      coverage: forecast.coverage,
+      sources: references,
     })),
     provenance: {
-      model_id: first.modelId,
-      model_version: first.modelVersion,
-      training_run_id: first.trainingRunId,
-      data_from: first.dataFrom.toISOString(),
-      data_to: first.dataTo.toISOString(),
-      code_version: first.codeVersion,
+      model_id: forecast.modelId,
+      model_version: forecast.modelVersion,
+      training_run_id: forecast.trainingRunId,
+      data_from: forecast.dataFrom.toISOString(),
+      data_to: forecast.dataTo.toISOString(),
+      code_version: forecast.codeVersion,
     },
-    disclaimer: disclaimer(first.disclaimerVersion, language),
+    disclaimer: disclaimer(forecast.disclaimerVersion, language),
   };
 }
 

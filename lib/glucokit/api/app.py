@@ -55,6 +55,7 @@ from glucokit.api.models import (
     Health,
     IngestResult,
     LatestForecast,
+    ModelCard,
     ModelsAndRuns,
     Provenance,
     Rejected,
@@ -65,13 +66,14 @@ from glucokit.api.models import (
 )
 from glucokit.db.queries import query
 from glucokit.db.sessions import Connection, as_role, become_role
+from glucokit.db.urls import prepare_threshold
 from glucokit.disclaimer import DISCLAIMER, DISCLAIMER_VERSION, Language
 from glucokit.errors import DatabaseUnreachable, GlucokitError, NotFound
 from glucokit.fhir import importers, ingest
 from glucokit.fhir import summary as cgm_summary
 from glucokit.fhir.importers.common import person_time_zone
 from glucokit.fhir.resources import FhirVersion
-from glucokit.modelops import patterns, retrain_queue
+from glucokit.modelops import model_card, patterns, retrain_queue
 
 PROBLEM_JSON: Final = "application/problem+json"
 # Every response carries health data or could: none may be stored by a cache or read as another type, and
@@ -191,7 +193,7 @@ def _async_pool(database_url: str, max_size: int) -> AsyncConnectionPool[AsyncCo
     and ends each transaction itself, so that BEGIN travels with the role switch in one round trip."""
     return AsyncConnectionPool(
         database_url, min_size=1, max_size=max_size, open=False, connection_class=AsyncConnection,
-        kwargs={"autocommit": True},
+        kwargs={"autocommit": True, "prepare_threshold": prepare_threshold(database_url)},
     )  # fmt: skip
 
 
@@ -304,14 +306,15 @@ def forecasts_between(
 @router.get("/v1/forecasts/{prediction_id}", tags=["forecasts"])
 def forecast_point(prediction_id: UUID, conn: UserTransaction, lang: Language = "en") -> ForecastPointDetail:
     """One forecast point with its provenance and its source observations as FHIR references."""
-    found = reads.point(conn, prediction_id)
-    if found is None:
+    read = reads.point(conn, prediction_id)
+    if read is None:
         raise Problem(404, "Not Found", f"no forecast {prediction_id} among yours")
+    found, sources = read
     return ForecastPointDetail(
         **ForecastPoint.of(found).model_dump(),
         person_id=found.person_id,
         provenance=Provenance.of(found),
-        sources=[SourceReference.of(source) for source in reads.sources(conn, prediction_id)],
+        sources=[SourceReference.of(source) for source in sources],
         disclaimer=Disclaimer.of(found.disclaimer_version, lang),
     )
 
@@ -324,6 +327,26 @@ def models_and_runs(person_id: UUID, conn: UserTransaction) -> ModelsAndRuns:
         person_id=person_id,
         models=reads.models(conn, person_id),
         training_runs=reads.runs(conn, person_id),
+    )
+
+
+@router.get("/v1/persons/{person_id}/models/{version}/card", tags=["models"])
+def model_version_card(person_id: UUID, version: str, conn: UserTransaction, lang: Language = "en") -> ModelCard:
+    """A model version's card: intended and out-of-scope use, training data, the candidates and why this one,
+    test metrics, band coverage per horizon and glucose range, known limits."""
+    _person_or_404(conn, person_id)
+    found = reads.model_card(conn, person_id, version)
+    if found is None:
+        raise Problem(404, "Not Found", f"person {person_id} has no model version {version}")
+    model, card = found
+    return ModelCard(
+        person_id=person_id,
+        version=model.version,
+        stage=model.stage,
+        stage_reason=model.stage_reason,
+        language=lang,
+        text=model_card.render(card, lang),
+        card=card,
     )
 
 
@@ -523,7 +546,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = ConnectionPool(settings.database_url, min_size=1, max_size=settings.pool_size, open=False)
+        pool = ConnectionPool(
+            settings.database_url, min_size=1, max_size=settings.pool_size, open=False,
+            kwargs={"prepare_threshold": prepare_threshold(settings.database_url)},
+        )  # fmt: skip
         async_pool = _async_pool(settings.database_url, settings.pool_size)
         pool.open(wait=True)
         try:

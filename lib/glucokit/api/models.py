@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -217,6 +217,33 @@ class ModelsAndRuns(BaseModel):
     person_id: UUID
     models: list[ModelVersion]
     training_runs: list[Run]
+
+
+class ModelCard(BaseModel):
+    """A model version's card (docs/model-cards.md): its facts, and the same as Markdown in the language asked for,
+    with the version's stage and the reason for it now."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "person_id": PERSON, "version": "1.2.0", "stage": "active",
+                    "stage_reason": "holdout RMSE 14.10 vs 14.90 mg/dL of active 1.1.0", "language": "en",
+                    "text": "# Model card: glucose forecast, version 1.2.0\n\n## Intended use\n\n...",
+                    "card": {"format": "glucokit-model-card/1", "version": "1.2.0", "algorithm": "ridge",
+                             "fallback": False, "recorded": True},
+                }
+            ]
+        }
+    )  # fmt: skip
+
+    person_id: UUID
+    version: str
+    stage: str
+    stage_reason: str | None
+    language: Language
+    text: str = Field(description="The card as a Markdown document in the language asked for.")
+    card: dict[str, Any] = Field(description="The card's facts (format glucokit-model-card/1).")
 
 
 class RetrainRequest(BaseModel):

@@ -10,22 +10,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
-from psycopg.rows import class_row
+from psycopg.rows import class_row, dict_row
 
 from glucokit.api.chart import HISTORY_SPAN, ChartData, ChartForecast, ChartPoint
 from glucokit.db.queries import query
 from glucokit.db.sessions import Connection
 from glucokit.disclaimer import DISCLAIMER_VERSION, Language
 from glucokit.fhir.validation import cgm_filter
-from glucokit.modelops import registry
+from glucokit.modelops.model_card import facts
 from glucokit.modelops.registry import ModelVersion
 
 
 @dataclass(frozen=True)
 class Point:
-    """One stored forecast point (a row of public.prediction) with its provenance."""
+    """One stored forecast point (a row of public.prediction) with its forecast's provenance (public.forecast)."""
 
     id: UUID
     person_id: UUID
@@ -98,19 +99,43 @@ def points_between(
         ).fetchall()  # fmt: skip
 
 
-def point(conn: Connection, prediction_id: UUID) -> Point | None:
-    with conn.cursor(row_factory=class_row(Point)) as cursor:
-        return cursor.execute(query("read_point"), {"prediction_id": prediction_id}).fetchone()
-
-
-def sources(conn: Connection, prediction_id: UUID) -> list[Source]:
-    with conn.cursor(row_factory=class_row(Source)) as cursor:
-        return cursor.execute(query("read_point_sources"), {"prediction_id": prediction_id}).fetchall()
+def point(conn: Connection, prediction_id: UUID) -> tuple[Point, list[Source]] | None:
+    """One forecast point and the observations its forecast was computed from (input window first, then
+    covariates, by time); None when it is not the caller's."""
+    with conn.cursor(row_factory=dict_row) as cursor:
+        row = cursor.execute(query("read_point"), {"prediction_id": prediction_id}).fetchone()
+    if row is None:
+        return None
+    anchors = row.pop("sources")
+    return Point(**row), [
+        Source(
+            observation_id=UUID(anchor["observation_id"]),
+            effective_at=datetime.fromisoformat(anchor["effective_at"]),
+            role=anchor["role"],
+            code=anchor["code"],
+        )
+        for anchor in anchors
+    ]
 
 
 def models(conn: Connection, person_id: UUID) -> list[ModelVersion]:
     """The person's model versions, newest first."""
-    return registry.versions(conn, person_id)[::-1]
+    return [model for model, _card in _models(conn, person_id)]
+
+
+def model_card(conn: Connection, person_id: UUID, version: str) -> tuple[ModelVersion, dict[str, Any]] | None:
+    """A model version and its card's facts: as registered, or built from the version's row for one registered
+    before model cards (``model_card.facts`` without the training summary)."""
+    model, card = next(((m, c) for m, c in _models(conn, person_id) if m.version == version), (None, None))
+    if model is None:
+        return None
+    return model, card if isinstance(card, dict) else facts(model.version, model, None)
+
+
+def _models(conn: Connection, person_id: UUID) -> list[tuple[ModelVersion, Any]]:
+    with conn.cursor(row_factory=dict_row) as cursor:
+        rows = cursor.execute(query("read_models"), {"person_id": person_id}).fetchall()
+    return [(ModelVersion(**{k: v for k, v in row.items() if k != "card"}), row["card"]) for row in rows]
 
 
 def runs(conn: Connection, person_id: UUID, limit: int = 50) -> list[Run]:

@@ -13,7 +13,7 @@ from glucokit.cli.common import Exit, Parser
 from glucokit.db import connection
 from glucokit.errors import GlucokitError
 from glucokit.project import PRISMA_SCHEMA
-from glucokit.tooling import advisors, database, migrate, pgtap, prisma_check
+from glucokit.tooling import advisors, database, migrate, pgtap, prisma_check, typescript
 
 
 def _db_start(args: argparse.Namespace) -> int:
@@ -88,11 +88,30 @@ def _prisma_check(args: argparse.Namespace) -> int:
 
 def _db_advisors(args: argparse.Namespace) -> int:
     found = advisors.lints(_answering(database.target(args.database_url)))
-    serious = advisors.at_or_above(found, "WARN")
-    for lint in serious:
+    schema = advisors.of_schema(found)
+    for lint in schema:
         print(f"{lint.level} {lint.name}: {lint.detail}")
-    print(f"{len(serious)} lint(s) at WARN or above, {len(found) - len(serious)} at INFO")
-    return Exit.FAILED if serious else Exit.OK
+    print(f"{len(schema)} lint(s) about the schema, {len(found) - len(schema)} about index usage (not judged)")
+    return Exit.FAILED if schema else Exit.OK
+
+
+def _types(args: argparse.Namespace) -> int:
+    url = _answering(database.target(args.database_url))
+    path = typescript.TYPES_FILE
+    if args.check:
+        if not typescript.is_current(url):
+            print(f"{path} differs from the migrated database: run `glucokit types --write`")
+            return Exit.FAILED
+        print(f"{path} is up to date")
+        return Exit.OK
+    text = typescript.generate(url)
+    if args.write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
+    else:
+        print(text, end="")
+    return Exit.OK
 
 
 def _db_test(args: argparse.Namespace) -> int:
@@ -121,7 +140,7 @@ def _external_url(args: argparse.Namespace) -> bool:
 
 
 def add_commands(commands: Any, common: Parser) -> None:
-    """db start, stop, status, url, migrate, reset, advisors and test; prisma check."""
+    """db start, stop, status, url, migrate, reset, advisors and test; prisma check; types."""
     db = commands.add_parser("db", help="start, stop, inspect and migrate the database")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     actions: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
@@ -134,7 +153,10 @@ def add_commands(commands: Any, common: Parser) -> None:
         "url": ("print the database URL on one line", _db_url),
         "migrate": ("apply the migrations with `supabase db push`", _db_migrate),
         "reset": ("drop and recreate the database, then migrate it", _db_reset),
-        "advisors": (f"run Supabase's database linter; exit {Exit.FAILED} on any lint at WARN or above", _db_advisors),
+        "advisors": (
+            f"run Supabase's database linter; exit {Exit.FAILED} on any lint, INFO included (unused indexes aside)",
+            _db_advisors,
+        ),
         "test": ("run the pgTAP tests in supabase/tests with pg_prove", _db_test),
     }
     for name, (help_text, handler) in actions.items():
@@ -153,3 +175,16 @@ def add_commands(commands: Any, common: Parser) -> None:
     )
     prisma_check_command.add_argument("--schema", default=str(PRISMA_SCHEMA), help="Prisma schema file")
     prisma_check_command.set_defaults(handler=_prisma_check)
+    types = commands.add_parser(
+        "types",
+        help="the Database type for supabase-js, from `supabase gen types typescript` (printed unless --write/--check)",
+        parents=[common],
+    )
+    types_output = types.add_mutually_exclusive_group()
+    types_output.add_argument(
+        "--write", action="store_true", help=f"write it to {typescript.TYPES_FILE.name} in types/"
+    )
+    types_output.add_argument(
+        "--check", action="store_true", help=f"exit {Exit.FAILED} when the committed file differs from it"
+    )
+    types.set_defaults(handler=_types)

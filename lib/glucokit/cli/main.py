@@ -11,12 +11,25 @@ from collections.abc import Sequence
 
 import psycopg
 
-from glucokit.cli import data, db, demo, experiments, imports, models, patterns, policies, privacy, queue, summary
+from glucokit.cli import (
+    data,
+    db,
+    demo,
+    experiments,
+    imports,
+    models,
+    patterns,
+    policies,
+    privacy,
+    queue,
+    retention,
+    summary,
+)
 from glucokit.cli.common import EXIT_MEANINGS, BadArgument, Exit, Parser
 from glucokit.errors import DatabaseUnreachable, GlucokitError, NotFound
 
 # Every command group, in the order `glucokit --help` lists them.
-_GROUPS = (db, policies, data, imports, summary, models, queue, patterns, experiments, privacy, demo)
+_GROUPS = (db, policies, data, imports, summary, models, queue, patterns, experiments, privacy, retention, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

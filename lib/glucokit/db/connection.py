@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from glucokit.db.urls import check_url, redact
+from glucokit.db.urls import check_url, prepare_threshold, redact
 from glucokit.errors import DatabaseUnreachable
 
 CONNECT_TIMEOUT_S = 5
@@ -14,7 +14,9 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[tuple[o
     """A connection, or a one-line error saying why there is none."""
     check_url(url)
     try:
-        return psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=autocommit)
+        return psycopg.connect(
+            url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=autocommit, prepare_threshold=prepare_threshold(url)
+        )
     except psycopg.Error as exc:
         # libpq's first line names the cause; the lines after it are generic hints.
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

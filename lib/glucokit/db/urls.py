@@ -1,8 +1,16 @@
 """PostgreSQL connection URLs as the different tools want them."""
 
+from typing import Final
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from glucokit.errors import GlucokitError
+
+# Supabase's pooler (Supavisor) in transaction mode listens on port 6543 and hands each transaction to any of its
+# server connections, so a statement prepared on one is unknown to the next. Supabase's guide "Disabling Prepared
+# statements" says to set psycopg's prepare_threshold to None there; direct connections and session mode (5432)
+# keep psycopg's default (prepare a statement on its 5th execution).
+TRANSACTION_POOLER_PORT: Final = 6543
+PREPARE_THRESHOLD: Final = 5
 
 
 def check_url(url: str) -> None:
@@ -10,6 +18,15 @@ def check_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("postgres", "postgresql"):
         raise GlucokitError(f"not a PostgreSQL URL (expected postgresql://...): {redact(url)}")
+
+
+def prepare_threshold(url: str) -> int | None:
+    """psycopg's ``prepare_threshold`` for a URL: None (never prepare) through a transaction-mode pooler."""
+    try:
+        port = urlsplit(url).port
+    except ValueError:  # not a port: libpq says so when connecting
+        port = None
+    return None if port == TRANSACTION_POOLER_PORT else PREPARE_THRESHOLD
 
 
 def redact(url: str) -> str:

@@ -1,10 +1,12 @@
 """FHIR out: a person's observations as a FHIR Bundle or NDJSON, read as the signed-in user.
 
-Each observation is exported as the resource that was ingested (kept verbatim
-in ``observation.resource``), so exporting and ingesting again reproduces the
-same rows. Observations written without a resource are exported as glucokit
-writes an Observation, in the unit they arrived in. Output streams from a
-server-side cursor: a person's whole history never sits in memory.
+Each observation is exported as the resource that was ingested: the one kept
+in ``observation.resource``, or, where ingest stored none because the columns
+give it back exactly, the one rebuilt from them (glucokit.fhir.stored.rebuilt,
+the function ingest compared with; also for observations written without a
+resource, in the unit they arrived in). So exporting and ingesting again
+reproduces the same rows. Output streams from a server-side cursor: a
+person's whole history never sits in memory.
 
 With ``forecasts``, the bundle also holds the person's forecasts, each an
 Observation derived from the readings it used, and a Provenance per model
@@ -29,7 +31,8 @@ from glucokit.db.sessions import Connection, as_user, require_person
 from glucokit.errors import GlucokitError
 from glucokit.fhir import resources as fhir
 from glucokit.fhir.forecasts import ForecastModel, forecast_observation, model_provenance
-from glucokit.units import KINDS
+from glucokit.fhir.stored import rebuilt
+from glucokit.fhir.validation import Reading
 
 ExportFormat = Literal["bundle", "ndjson"]
 EXPORT_FORMATS: Final[tuple[ExportFormat, ...]] = ("bundle", "ndjson")
@@ -37,23 +40,9 @@ _FETCH: Final = 2000
 
 
 def _resource(row: tuple[Any, ...]) -> dict[str, Any]:
-    (_id, status, category, system, code, value, unit, original_value, original_unit, effective_at, issued_at,
-     device, source_system, source_id, resource) = row  # fmt: skip
-    if resource is not None:
-        stored: dict[str, Any] = resource
-        return stored
-    return fhir.observation(
-        KINDS[(system, code)],
-        original_value if original_value is not None else value,
-        effective_at,
-        source_system=source_system,
-        source_id=source_id,
-        unit=original_unit or unit,
-        status=status,
-        category=category,
-        device=device,
-        issued_at=issued_at,
-    )
+    """The row's resource: the stored one, else the one its columns make (export_observations' columns)."""
+    stored: dict[str, Any] | None = row[-1]
+    return stored if stored is not None else rebuilt(Reading(*row[1:-1]))
 
 
 def _rows(conn: Connection, user_id: UUID, person_id: UUID) -> Iterator[tuple[Any, ...]]:

@@ -4,9 +4,11 @@ Ingest runs under row-level security as the user who owns the person (never
 as ``service_role``). Input streams through in batches: each batch is staged
 with a binary COPY and merged into ``public.observation`` by the source's
 identifier, so the same reading sent twice is stored once and a new version of
-a reading replaces the old one. Every entry that cannot be stored is reported
-with its position, field and reason, and quarantined in the same transaction
-as the batch it belongs to; the valid entries around it are kept.
+a reading replaces the old one. The received resource is stored beside the
+columns only where they do not give it back exactly (glucokit.fhir.stored).
+Every entry that cannot be stored is reported with its position, field and
+reason, and quarantined in the same transaction as the batch it belongs to;
+the valid entries around it are kept.
 
 Formats: a JSON document (a Bundle, or one Observation) up to
 ``Limits.max_document_bytes``, read entry by entry without loading it whole;
@@ -43,6 +45,7 @@ from glucokit.db.queries import query
 from glucokit.db.sessions import Connection, as_user, require_person
 from glucokit.errors import GlucokitError
 from glucokit.fhir.resources import FHIR_VERSIONS, FhirVersion
+from glucokit.fhir.stored import needs_resource
 from glucokit.fhir.validation import ObservationValidator, Problem, Reading
 
 MIB: Final = 1024 * 1024
@@ -626,6 +629,7 @@ class _Run:
         if entry.problem is not None:
             return [entry.problem]
         text = entry.text
+        received: bytes | dict[str, Any] = entry.value
         if entry.line is not None:
             # An NDJSON line: the compact CGM shape is decoded and checked in one pass; any other line is
             # parsed and judged in full, like a Bundle's entry.
@@ -636,11 +640,13 @@ class _Run:
                 fast, text = None, payload_text(entry.line)
             if fast is not None:
                 checked: Reading | list[Problem] = fast
+                received = entry.line
             else:
                 try:
-                    checked = self.validator.validate(orjson.loads(entry.line))
+                    received = orjson.loads(entry.line)
                 except orjson.JSONDecodeError as error:
                     return [_malformed(error)]
+                checked = self.validator.validate(received)
         else:
             checked = self.validator.validate(entry.value)
         if isinstance(checked, list):
@@ -658,8 +664,10 @@ class _Run:
         if "\\u0000" in text:
             return [Problem("(json)", "contains a NUL character (\\u0000), which PostgreSQL cannot store")]
         self.seen.add(key)
-        self.batch.rows.append((*checked, text))
-        self.batch.size += len(text)
+        # The resource is stored only where the columns do not give it back (glucokit.fhir.stored).
+        kept = text if needs_resource(checked, received) else None
+        self.batch.rows.append((*checked, kept))
+        self.batch.size += len(kept or "")
         self.batch.corrections = self.batch.corrections or checked.status in _CORRECTIONS
         moment = checked.effective_at
         if self.batch.first is None or moment < self.batch.first:

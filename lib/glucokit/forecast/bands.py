@@ -49,7 +49,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -136,8 +136,12 @@ def start(calibrated: float, limit: float) -> Side:
 
 def update(side: Side, coverage: float, missed: bool, limit: float) -> Side:
     """One ACI step on a side after one outcome: wider after a miss on that side, narrower otherwise."""
-    moved = side.width + side.step * (float(missed) - (1 - coverage) / 2)
-    return Side(min(max(moved, 0.0), limit), side.step)
+    return Side(float(_moved(side.width, side.step, coverage, float(missed), limit)), side.step)
+
+
+def _moved(width: Any, step: Any, coverage: float, missed: Any, limit: Any) -> Any:
+    """``update``'s width, for one side (floats) or many at once (arrays), with the same arithmetic."""
+    return np.minimum(np.maximum(width + step * (missed - (1 - coverage) / 2), 0.0), limit)
 
 
 def track(side: Side, coverage: float, misses: Sequence[bool], limit: float) -> Side:
@@ -171,28 +175,77 @@ def adaptive_bands(
     (0-based) lands on grid index ``end + h + 1``, and only outcomes that
     landed at or before an origin shape its band.
     """
-    value, target = clamp(prediction), np.asarray(target, dtype=np.float64)
+    (run,) = adaptive_runs([prediction], target, end, [initial], coverage)
+    return run
+
+
+def adaptive_runs(
+    predictions: Sequence[FloatArray],
+    target: FloatArray,
+    end: IntArray,
+    initials: Sequence[Widths],
+    coverage: float,
+) -> list[AdaptiveRun]:
+    """``adaptive_bands`` of several forecasters' predictions of the same windows, replayed side by side.
+
+    Each (forecaster, horizon, side) is its own sequence of ``update`` steps,
+    in the order ``adaptive_bands`` defines; they are independent, so each
+    step of the replay moves all of them at once (numpy, elementwise: the
+    same arithmetic as ``update`` and ``band``, so the same bits).
+    """
+    goal = np.asarray(target, dtype=np.float64)
     order = np.asarray(end, dtype=np.int64)
     if len(order) > 1 and (np.diff(order) < 0).any():
         raise ValueError("windows must be in the order of their origins")
+    count, horizons = goal.shape
+    if len(initials) != len(predictions):
+        raise ValueError(f"{len(predictions)} forecasters' predictions but {len(initials)} band widths")
+    if any(len(side) != horizons for initial in initials for side in initial):
+        raise ValueError(f"band widths must be given for each of the {horizons} horizons")
+    forecasters = len(predictions)
+    value = np.concatenate([clamp(p) for p in predictions], axis=1) if forecasters else np.empty((count, 0))
+    goal = np.tile(goal, (1, forecasters))
+    lanes = np.arange(value.shape[1])
+    lower = [start(width, MAX_HALF_WIDTH) for initial in initials for width in initial[0]]
+    upper = [start(width, MAX_UPPER_PERCENT) for initial in initials for width in initial[1]]
+    lower_width, upper_width = (np.array([s.width for s in sides], dtype=np.float64) for sides in (lower, upper))
+    lower_step, upper_step = (np.array([s.step for s in sides], dtype=np.float64) for sides in (lower, upper))
+    # Per window and lane, how many windows' outcomes at that lane's horizon had landed by the window's origin:
+    # those with end + h + 1 <= its end, all earlier windows (ends ascend).
+    landed = np.searchsorted(order, order[:, None] - (lanes % horizons + 1), side="right")
     low, high = np.empty_like(value), np.empty_like(value)
-    lowers: list[Side] = []
-    uppers: list[Side] = []
-    for h, (below, above) in enumerate(zip(*initial, strict=True)):
-        lower, upper = start(below, MAX_HALF_WIDTH), start(above, MAX_UPPER_PERCENT)
-        arrival = order + h + 1
-        under = np.zeros(len(order), dtype=bool)  # the reading fell below the band
-        over = np.zeros(len(order), dtype=bool)
-        known = 0  # outcomes of windows [0, known) are already learned from
-        for i in range(len(order)):
-            while known < i and arrival[known] <= order[i]:
-                lower = update(lower, coverage, bool(under[known]), MAX_HALF_WIDTH)
-                upper = update(upper, coverage, bool(over[known]), MAX_UPPER_PERCENT)
-                known += 1
-            # As ``band`` does, in scalars: this loop runs once per window and horizon.
-            low[i, h] = max(SENSOR_LOW, value[i, h] - lower.width)
-            high[i, h] = min(SENSOR_HIGH, value[i, h] + value[i, h] * upper.width / 100)
-            under[i], over[i] = target[i, h] < low[i, h], target[i, h] > high[i, h]
-        lowers.append(track(lower, coverage, [bool(m) for m in under[known:]], MAX_HALF_WIDTH))
-        uppers.append(track(upper, coverage, [bool(m) for m in over[known:]], MAX_UPPER_PERCENT))
-    return AdaptiveRun(low, high, tuple(lowers), tuple(uppers))
+    # Whether the reading fell below or above the band (1.0), per window and lane; one row more, which lanes that
+    # have learned every window read and do not use.
+    under = np.zeros((count + 1, len(lanes)), dtype=np.float64)
+    over = np.zeros_like(under)
+    learned = np.zeros(len(lanes), dtype=np.int64)
+
+    def learn(upto: IntArray) -> None:
+        """Steps every lane through the outcomes of its windows [learned, upto), oldest first."""
+        nonlocal lower_width, upper_width, learned
+        while (pending := learned < upto).any():
+            below = _moved(lower_width, lower_step, coverage, under[learned, lanes], MAX_HALF_WIDTH)
+            above = _moved(upper_width, upper_step, coverage, over[learned, lanes], MAX_UPPER_PERCENT)
+            if pending.all():
+                lower_width, upper_width = below, above
+            else:
+                lower_width = np.where(pending, below, lower_width)
+                upper_width = np.where(pending, above, upper_width)
+            learned = learned + pending
+
+    for i in range(count):
+        learn(landed[i])
+        # As ``band`` does, on the clamped prediction.
+        low[i] = np.maximum(SENSOR_LOW, value[i] - lower_width)
+        high[i] = np.minimum(SENSOR_HIGH, value[i] + value[i] * upper_width / 100)
+        under[i], over[i] = goal[i] < low[i], goal[i] > high[i]
+    learn(np.full(len(lanes), count))
+    return [
+        AdaptiveRun(
+            low[:, part].copy(),
+            high[:, part].copy(),
+            tuple(Side(float(w), s.step) for w, s in zip(lower_width[part], lower[part], strict=True)),
+            tuple(Side(float(w), s.step) for w, s in zip(upper_width[part], upper[part], strict=True)),
+        )
+        for part in (slice(k * horizons, (k + 1) * horizons) for k in range(forecasters))
+    ]

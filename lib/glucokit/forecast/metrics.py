@@ -117,7 +117,12 @@ def _polyline(x: FloatArray, vertices: Polyline) -> FloatArray:
 def _smooth_step(x: FloatArray) -> FloatArray:
     """0 for x <= -1, 1 for x >= 1, in between the quartic of Del Favero et al. 2012 (smooth at both ends)."""
     xi = np.clip(x, -1.0, 1.0)
-    return np.where(xi <= 0, (-(xi**4) - 2 * xi**3 + 2 * xi + 1) / 2, (xi**4 - 2 * xi**3 + 2 * xi + 1) / 2)
+    step = (xi >= 1).astype(np.float64)  # the ends, where the quartic is exactly 0 and 1
+    inside = (xi > -1) & (xi < 1)
+    xi = xi[inside]
+    fourth, third = xi**4, 2 * xi**3
+    step[inside] = np.where(xi <= 0, (-fourth - third + 2 * xi + 1) / 2, (fourth - third + 2 * xi + 1) / 2)
+    return step
 
 
 def grmse_penalty(reference: FloatArray, prediction: FloatArray) -> FloatArray:
@@ -149,20 +154,32 @@ def time_lag(prediction: FloatArray, target: FloatArray, origin: FloatArray) -> 
     or readings do not vary.
     """
     readings = np.column_stack([np.asarray(origin, dtype=np.float64), np.asarray(target, dtype=np.float64)])
+    # Column h + 1 of ``readings`` is the target (shift 0), column 0 the origin (shift h + 1 steps).
+    scores = _correlations(np.asarray(prediction, dtype=np.float64), readings)  # (horizons, horizons + 1)
     lags: list[float | None] = []
     for h in range(prediction.shape[1]):
-        forecast = prediction[:, h]
-        # Column h + 1 of ``readings`` is the target (shift 0), column 0 the origin (shift h + 1 steps).
-        scores = [_correlation(forecast, readings[:, h + 1 - shift]) for shift in range(h + 2)]
-        best = max(range(h + 2), key=lambda shift: scores[shift]) if any(math.isfinite(c) for c in scores) else None
+        shifted = scores[h, h + 1 :: -1]  # by shift 0..h + 1
+        best = int(np.argmax(shifted)) if np.isfinite(shifted).any() else None
         lags.append(None if best is None else float(HORIZON_MINUTES[0] * best))
     return tuple(lags)
 
 
-def _correlation(a: FloatArray, b: FloatArray) -> float:
-    if len(a) < 2 or np.std(a) == 0 or np.std(b) == 0:
-        return -math.inf
-    return float(np.corrcoef(a, b)[0, 1])
+def _correlations(a: FloatArray, b: FloatArray) -> FloatArray:
+    """Pearson correlation of every column of ``a`` with every column of ``b``, as ``np.corrcoef`` computes it
+    (to rounding); -inf where a column does not vary (or there are fewer than two rows)."""
+    if len(a) < 2:
+        return np.full((a.shape[1], b.shape[1]), -math.inf)
+    # Each column as a contiguous row, so that its mean and sd are the sums ``np.corrcoef`` and ``np.std`` of
+    # the column alone take: the same columns count as flat, and a flat one centres the same.
+    rows_a, rows_b = np.ascontiguousarray(a.T), np.ascontiguousarray(b.T)
+    flat = (np.std(rows_a, axis=1) == 0)[:, None] | (np.std(rows_b, axis=1) == 0)[None, :]
+    centred_a, centred_b = (rows - np.mean(rows, axis=1)[:, None] for rows in (rows_a, rows_b))
+    scale = 1 / (len(a) - 1)
+    spread_a, spread_b = (np.sqrt(np.sum(rows * rows, axis=1) * scale) for rows in (centred_a, centred_b))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = np.clip((centred_a @ centred_b.T) * scale / spread_a[:, None] / spread_b[None, :], -1, 1)
+    scores[flat] = -math.inf
+    return np.asarray(scores)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ parameter gets a leading person axis and the layers multiply with
 torch.baddbmm, so a batch step costs one set of operations for the whole
 stack instead of one per person. One person alone (``train_network``) is the
 same code with a stack of one, and on the CPU a person's weights are the same,
-to the bit, in any stack.
+to the bit, in any stack. ``fit_stacked`` fits many persons' forecasters that
+way (the retrain job's batches); ``NetworkForecaster.fit`` is it with one.
 """
 
 from __future__ import annotations
@@ -110,11 +111,8 @@ class NetworkForecaster:
         self.best_epoch = 0
 
     def fit(self, train: Windows, validation: Windows) -> str:
-        began = time.perf_counter()
-        self.network, self.best_epoch, epochs = train_network(self.config, self.train_config, train, validation)
-        return (
-            f"{self.name}: best validation epoch {self.best_epoch} of {epochs} run, {time.perf_counter() - began:.2f} s"
-        )
+        (line,) = fit_stacked([(self, train, validation)])
+        return line
 
     def predict(self, inputs: Inputs) -> FloatArray:
         with torch.no_grad():
@@ -226,6 +224,34 @@ def train_grouped(
             splits = [(persons[index][1], persons[index][2]) for index in stack]
             results.update(zip(stack, train_networks(config, train_config, splits, device), strict=True))
     return [results[index] for index in range(len(persons))]
+
+
+def fit_stacked(
+    fits: Sequence[tuple[NetworkForecaster, Windows, Windows]], device: torch.device | str | None = None
+) -> list[str]:
+    """``NetworkForecaster.fit`` of many forecasters at once, each on its (train, validation) windows.
+
+    Their networks train side by side (``train_grouped``: those sharing a
+    network and a train config in one stack); on the CPU each gets the weights
+    it gets alone. Returns each fit's log line, in order.
+    """
+    began = time.perf_counter()
+    groups: dict[TrainConfig, list[int]] = {}
+    for index, (forecaster, _, _) in enumerate(fits):
+        groups.setdefault(forecaster.train_config, []).append(index)
+    epochs_run = [0] * len(fits)
+    for train_config, members in groups.items():
+        persons = [(fits[index][0].config, fits[index][1], fits[index][2]) for index in members]
+        for index, (network, best_epoch, epochs) in zip(
+            members, train_grouped(train_config, persons, device=device), strict=True
+        ):
+            fits[index][0].network, fits[index][0].best_epoch, epochs_run[index] = network, best_epoch, epochs
+    seconds = time.perf_counter() - began
+    stack = f" in a batch of {len(fits)}" if len(fits) > 1 else ""
+    return [
+        f"{forecaster.name}: best validation epoch {forecaster.best_epoch} of {epochs} run, {seconds:.2f} s{stack}"
+        for (forecaster, _, _), epochs in zip(fits, epochs_run, strict=True)
+    ]
 
 
 class StackedAdamW:

@@ -23,6 +23,11 @@ averaged over horizons, at level SIGNIFICANCE, with the variance taken from the
 means of consecutive blocks of BLOCK windows, because overlapping windows'
 errors are correlated. Fewer than two blocks: no evidence, the simplest wins.
 
+``train_person`` is a batch of one of the two-phase path the retrain job
+takes for many persons at once: ``prepare_training`` per person,
+``fit_networks`` for all of them (their networks trained as one stack), then
+``finish_training`` per person (docs/training.md, "Training in batches").
+
 Every prediction and band, in evaluation and in ``forecast``, is clamped to
 what a sensor reads (40-400 mg/dL), so what is scored is what is served.
 Informational trend forecasts only: not for dosing or diagnosis.
@@ -43,11 +48,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import torch
 
-from glucokit.forecast.bands import Widths, adaptive_bands, band, calibrate, clamp
+from glucokit.forecast.bands import Widths, adaptive_runs, band, calibrate, clamp
 from glucokit.forecast.candidates import AR2, Forecaster, ModelState, Persistence, Ridge, rmse
 from glucokit.forecast.features import FeatureSpec
 from glucokit.forecast.metrics import Metrics, evaluate
-from glucokit.forecast.model import NetworkConfig, NetworkForecaster, TrainConfig
+from glucokit.forecast.model import NetworkConfig, NetworkForecaster, TrainConfig, fit_stacked
 from glucokit.forecast.series import (
     MAX_FILLED_GAP,
     MIN_DAYS,
@@ -178,6 +183,7 @@ class ForecastState:
 @dataclass(frozen=True)
 class TrainingOutcome:
     champion: str  # the candidate's name
+    reason: str  # why it won (the selection rule's verdict, see choose)
     family: str  # its model family: persistence, ar2, ridge or network
     state: ForecastState  # the champion with its bands, ready to save
     validation: dict[str, Metrics]  # per candidate
@@ -199,6 +205,7 @@ class TrainingOutcome:
         """JSON-able: everything but the state's tensors."""
         return {
             "champion": self.champion,
+            "champion_reason": self.reason,
             "family": self.family,
             "state": self.state.config(),
             "validation": {name: metrics.as_dict() for name, metrics in self.validation.items()},
@@ -271,6 +278,31 @@ def restore(state: ModelState) -> Forecaster:
     return builders[state.family](state)
 
 
+@dataclass
+class Training:
+    """A person's training between its phases: the split data and the candidates, some of them fitted already.
+
+    ``prepare_training`` makes it, ``fit_networks`` fits the network candidates of
+    many persons' trainings as stacks, ``finish_training`` fits what is left,
+    scores and chooses. On the CPU a person's outcome is the same in any stack.
+    """
+
+    series: Series
+    parts: Split
+    contenders: list[Forecaster]  # the settings' candidates, simplest first
+    forecasters: list[Forecaster]  # the contenders and the reference baselines, in the order they are scored
+    settings: TrainingSettings
+    tz: str
+    log: list[str]
+    seconds: float  # spent so far: on this person, and the whole time of the stacks they trained in
+    fitted: dict[str, str] = field(default_factory=dict)  # candidate name -> its fit's log line, once fitted
+
+    @property
+    def networks(self) -> list[NetworkForecaster]:
+        """The network candidates not fitted yet."""
+        return [f for f in self.forecasters if isinstance(f, NetworkForecaster) and f.name not in self.fitted]
+
+
 def train_person(
     glucose: Sequence[Reading],
     carbs: Sequence[Reading] = (),
@@ -279,26 +311,63 @@ def train_person(
     tz: str = "UTC",
     settings: TrainingSettings = DEFAULT_SETTINGS,
 ) -> TrainingOutcome:
-    """Train, choose and calibrate a person's forecaster; raises InsufficientData when there is too little data."""
+    """Train, choose and calibrate a person's forecaster; raises InsufficientData when there is too little data.
+
+    A batch of one: ``prepare_training``, ``fit_networks`` of that one, ``finish_training``.
+    """
+    training = prepare_training(glucose, carbs, insulin, tz=tz, settings=settings)
+    fit_networks([training])
+    return finish_training(training)
+
+
+def prepare_training(
+    glucose: Sequence[Reading],
+    carbs: Sequence[Reading] = (),
+    insulin: Sequence[Reading] = (),
+    *,
+    tz: str = "UTC",
+    settings: TrainingSettings = DEFAULT_SETTINGS,
+) -> Training:
+    """A person's data split and candidates, nothing fitted; raises InsufficientData when there is too little data."""
     began = time.perf_counter()
     series = prepare(glucose, carbs, insulin, tz=ZoneInfo(tz), min_days=settings.min_days)
     parts = split(series, settings.fractions)
     counts = parts.counts()
     # Enough usable windows give every split its MIN_WINDOWS (needed_windows), whatever the gaps.
     needed = needed_windows(settings.fractions, (MIN_WINDOWS["train"], MIN_WINDOWS["validation"], MIN_WINDOWS["test"]))
-    usable = len(windows(series, 0, len(series)))
-    if usable < needed:
-        raise InsufficientData(_too_few_windows(series, usable, needed))
+    if parts.usable < needed:
+        raise InsufficientData(_too_few_windows(series, parts.usable, needed))
     log = [
         *series.report.lines(),
         f"data: {series.first_reading.isoformat()} to {series.last_reading.isoformat()}, time zone {tz}",
         "windows: " + ", ".join(f"{name} {count}" for name, count in counts.items()) + _bounds(series, parts),
     ]
-
     contenders = candidates(series, parts.bounds[0], settings)
     names = {forecaster.name for forecaster in contenders}
     # Persistence and AR2 are always scored: the references every champion is reported against.
     forecasters = [baseline for baseline in (Persistence(), AR2()) if baseline.name not in names] + contenders
+    return Training(series, parts, contenders, forecasters, settings, tz, log, time.perf_counter() - began)
+
+
+def fit_networks(trainings: Sequence[Training], device: torch.device | str | None = None) -> None:
+    """Fits the network candidates of all these persons' trainings at once, as stacks (``fit_stacked``).
+
+    ``device``: where the stacks train (``train_networks``); the CPU by default.
+    """
+    began = time.perf_counter()
+    fits = [(training, network) for training in trainings for network in training.networks]
+    lines = fit_stacked([(network, t.parts.train, t.parts.validation) for t, network in fits], device)
+    for (training, network), line in zip(fits, lines, strict=True):
+        training.fitted[network.name] = line
+    for training in trainings:
+        training.seconds += time.perf_counter() - began
+
+
+def finish_training(training: Training) -> TrainingOutcome:
+    """Fits the candidates not fitted yet, scores every one, chooses the champion and calibrates its bands."""
+    began = time.perf_counter()
+    series, parts, settings, log = training.series, training.parts, training.settings, list(training.log)
+    contenders = training.contenders
     validation: dict[str, Metrics] = {}
     test: dict[str, Metrics] = {}
     widths: dict[str, Widths] = {}  # after the test period
@@ -307,20 +376,24 @@ def train_person(
         name: rmse(Persistence().predict(part.inputs), part.target)
         for name, part in (("validation", parts.validation), ("test", parts.test))
     }
-    for forecaster in forecasters:
-        log.append(forecaster.fit(parts.train, parts.validation))
+    calibrated: dict[str, Widths] = {}  # on validation
+    for forecaster in training.forecasters:
+        fitted = training.fitted.get(forecaster.name)
+        log.append(fitted if fitted is not None else forecaster.fit(parts.train, parts.validation))
         predicted = predict_windows(forecaster, parts.validation)
         losses[forecaster.name] = np.mean((predicted - parts.validation.target) ** 2, axis=1)
-        calibrated = calibrate(predicted, parts.validation.target, settings.coverage)
+        calibrated[forecaster.name] = lower, upper = calibrate(predicted, parts.validation.target, settings.coverage)
         validation[forecaster.name] = evaluate(
             predicted,
             parts.validation.target,
-            bands=band(predicted, np.asarray(calibrated[0]), np.asarray(calibrated[1])),
+            bands=band(predicted, np.asarray(lower), np.asarray(upper)),
             origin=parts.validation.inputs.last,
             persistence_rmse=persistence_rmse["validation"],
         )
-        predicted = predict_windows(forecaster, parts.test)
-        served = adaptive_bands(predicted, parts.test.target, parts.test.end, calibrated, settings.coverage)
+    # Every forecaster's bands replayed over the test windows in one pass (bands.adaptive_runs).
+    predictions = [predict_windows(forecaster, parts.test) for forecaster in training.forecasters]
+    runs = adaptive_runs(predictions, parts.test.target, parts.test.end, list(calibrated.values()), settings.coverage)
+    for forecaster, predicted, served in zip(training.forecasters, predictions, runs, strict=True):
         widths[forecaster.name] = tuple(s.width for s in served.lower), tuple(s.width for s in served.upper)
         test[forecaster.name] = evaluate(
             predicted,
@@ -348,8 +421,9 @@ def train_person(
     hyperparameters = {forecaster.name: forecaster.export().config for forecaster in contenders}
     return TrainingOutcome(
         champion=champion.name,
+        reason=why,
         family=model.family,
-        state=ForecastState(model, lower, upper, settings.coverage, tz),
+        state=ForecastState(model, lower, upper, settings.coverage, training.tz),
         validation=validation,
         test=test,
         lower=lower,
@@ -359,8 +433,8 @@ def train_person(
         last_reading=series.last_reading,
         features=tuple(champion.feature_blocks()),
         hyperparameters=hyperparameters,
-        windows=counts,
-        seconds=time.perf_counter() - began,
+        windows=parts.counts(),
+        seconds=training.seconds + time.perf_counter() - began,
         log=log,
         dropped=series.report.dropped(),
     )

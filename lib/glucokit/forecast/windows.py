@@ -166,6 +166,7 @@ class Split:
     validation: Windows
     test: Windows
     bounds: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+    usable: int  # the usable windows of the whole series the splits were cut from, the purged ones too
 
     def counts(self) -> dict[str, int]:
         return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
@@ -210,7 +211,7 @@ def split(series: Series, fractions: tuple[float, float, float] = SPLIT_FRACTION
     begins = [int(every.end[cut]) - INPUT_STEPS + 1 if cut < len(every) else last + 1 for cut in cuts]
     bounds = ((first, begins[0]), (begins[0], begins[1]), (begins[1], last + 1))
     train, validation, test = (every.within(start, stop) for start, stop in bounds)
-    return Split(train=train, validation=validation, test=test, bounds=bounds)
+    return Split(train=train, validation=validation, test=test, bounds=bounds, usable=len(every))
 
 
 def needed_windows(fractions: tuple[float, float, float], minimum: tuple[int, int, int]) -> int:

@@ -48,7 +48,8 @@ class Shard:
             raise ValueError(f"task index {self.index} is not in 0..{self.count - 1}")
 
     def owns(self, person_id: UUID) -> bool:
-        # private.retrain_shard computes the same for the queue's messages (a test holds them equal).
+        # private.retrain_shard computes the same for the queue's messages and the persons due a forecast (a test
+        # holds them equal).
         return person_id.int % self.count == self.index
 
 
@@ -57,11 +58,17 @@ ONE_TASK: Final = Shard()
 PAGE: Final = 500  # persons listed per query of the persons due work
 
 
-def due_persons(conn: Connection, listing: bytes, after: UUID | None, limit: int = PAGE) -> list[UUID]:
-    """One page of the persons the ``listing`` query lists as due work (parameters ``after`` and ``limit``), after
-    ``after`` in id order; as the worker, unscoped."""
+def due_persons(
+    conn: Connection, listing: bytes, after: UUID | None, limit: int = PAGE, shard: Shard | None = None
+) -> list[UUID]:
+    """One page of the persons the ``listing`` query lists as due work (parameters ``after`` and ``limit``, and
+    ``shard_index`` and ``shard_count`` when it lists one ``shard``), after ``after`` in id order; as the worker,
+    unscoped."""
+    parameters: dict[str, object] = {"after": after, "limit": limit}
+    if shard is not None:
+        parameters |= {"shard_index": shard.index, "shard_count": shard.count}
     with as_worker(conn, None):
-        rows = conn.execute(listing, {"after": after, "limit": limit}).fetchall()
+        rows = conn.execute(listing, parameters).fetchall()
     persons: list[UUID] = []
     for (person,) in rows:
         assert isinstance(person, UUID)
@@ -155,15 +162,16 @@ class Task:
 
         return self._work_through(fetched())
 
-    def persons(self, page: Callable[[UUID | None], Sequence[UUID]]) -> Iterator[UUID]:
+    def persons(self, page: Callable[[UUID | None], Sequence[UUID]], *, sharded: bool = False) -> Iterator[UUID]:
         """The persons of this task's shard among those ``page(after)`` lists a page at a time, in id order after
-        ``after`` (the last of the page before), until a page is empty: each due person is visited once."""
+        ``after`` (the last of the page before), until a page is empty: each due person is visited once.
+        ``sharded``: the pages list this task's shard only (the query filters it), so none is dropped here."""
 
         def pages() -> Iterator[list[UUID]]:
             after: UUID | None = None
             while listed := page(after):
                 after = listed[-1]
-                yield [person for person in listed if self.shard.owns(person)]
+                yield list(listed) if sharded else [person for person in listed if self.shard.owns(person)]
 
         # A page without a person of this shard is not the end of the work.
         return self._work_through(mine for mine in pages() if mine)

@@ -7,9 +7,12 @@ model's training data, so the same call serves both ways it is used: in batch
 after a retrain (a new model forecasts from the latest reading) and
 incrementally when new readings arrive (only their origins are new; after an
 outage, up to a day of them). Points and their anchors are staged by binary COPY (COPY
-cannot write into a table under row-level security) and moved into
-``prediction`` and ``prediction_source`` by INSERTs the policies check; the
-idempotency key (model, origin, horizon) makes writing a point twice a no-op.
+cannot write into a table under row-level security) and moved by INSERTs the
+policies check into ``forecast`` (one origin row with the provenance),
+``prediction`` (its points) and ``prediction_source`` (its anchors, once per
+forecast: every point of a forecast has the same sources), each with the
+person's owner as ``owner_id``; the idempotency key (model, origin) makes
+writing a forecast twice a no-op.
 
 Each point carries its band, with the widths its model serves now
 (``band_state.serving``: the trained ones at first, then moved by each
@@ -46,6 +49,7 @@ from glucokit.forecast.series import micros, timeline
 from glucokit.forecast.windows import LOOKBACK, check_horizons, sources_at
 from glucokit.modelops import band_state, registry
 from glucokit.modelops.model_store import ModelStore, load_state
+from glucokit.modelops.registry import ModelVersion
 from glucokit.units import CARBOHYDRATE_CODE, CGM_CODES, INSULIN_CODE
 
 # After an outage, forecasts are caught up for at most the last day of readings (288 origins at 5 minutes).
@@ -73,7 +77,7 @@ class ForecastWrite:
     origins: int = 0  # readings forecast from
     points: int = 0  # prediction rows written
     existing: int = 0  # points already there (same model, origin and horizon)
-    sources: int = 0  # prediction_source rows written
+    sources: int = 0  # prediction_source rows written (once per forecast)
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> origins that could not be forecast
     reason: str = ""  # why nothing was written, when nothing was
 
@@ -90,51 +94,65 @@ def write_forecasts(
 ) -> ForecastWrite:
     """Forecasts from the person's readings that the active model has not forecast from; see the module docstring."""
     wanted = check_horizons(horizons)
-    report = ForecastWrite(person_id)
     with as_worker(conn, person_id, Purpose.FORECASTING, reason):
-        model = registry.active(conn, person_id)
-        if model is None:
-            report.reason = "no active model"
-            return report
-        report.model_version = model.version
-        last_origin = _moment(conn, query("forecast_last_origin"), {"model_id": model.id})
-        until = now or _moment(conn, b"select now()", {})
-        assert until is not None
-        latest = _moment(conn, query("latest_reading"), {"person_id": person_id, "until": until, **cgm_filter()})
-        if latest is None:
-            report.reason = "no glucose readings"
-            return report
-        # Never from before the end of the model's training data: those would be forecasts of what it learned from.
-        floor = max(model.data_to, latest - backfill)
-        records = _records(conn, person_id, floor - LOOKBACK, until)
-        origins = sorted({r.at for r in records[0] if r.at >= floor and (last_origin is None or r.at > last_origin)})
-        if not origins:
-            report.reason = "no new readings to forecast from"
-            return report
-        # Loaded only now: a person still due whose readings give no new origin costs no model download.
-        state = band_state.serving(conn, model.id, load_state(conn, store, model))
-        points, sources = _curves(state, records, origins, wanted, report)
-        if not points:
-            report.reason = "no origin could be forecast"
-            return report
-        _stage(conn, points, sources)
-        written = conn.execute(
-            query("forecast_insert_points"),
-            {
-                "person_id": person_id,
-                "model_id": model.id,
-                "coverage": state.coverage,
-                "disclaimer_version": DISCLAIMER_VERSION,
-                "version": model.version,
-                "training_run_id": model.training_run_id,
-                "data_from": model.data_from,
-                "data_to": model.data_to,
-                "code_version": __version__,
-            },
-        ).fetchone()
-        assert written is not None
-        report.points, report.sources = int(str(written[0])), int(str(written[1]))
-        report.existing = len(points) - report.points
+        return write_in_scope(
+            conn, store, person_id, registry.active(conn, person_id), wanted, backfill=backfill, now=now or _clock(conn)
+        )
+
+
+def write_in_scope(
+    conn: Connection,
+    store: ModelStore,
+    person_id: UUID,
+    model: ModelVersion | None,
+    horizons: tuple[int, ...],
+    *,
+    backfill: timedelta = BACKFILL,
+    now: datetime,
+) -> ForecastWrite:
+    """``write_forecasts`` inside a worker transaction already scoped to the person for forecasting, from
+    ``model`` (their active model, None: none) at checked ``horizons``, at ``now`` (the transaction's clock)."""
+    report = ForecastWrite(person_id)
+    if model is None:
+        report.reason = "no active model"
+        return report
+    report.model_version = model.version
+    last_origin = _moment(conn, query("forecast_last_origin"), {"model_id": model.id})
+    latest = _moment(conn, query("latest_reading"), {"person_id": person_id, "until": now, **cgm_filter()})
+    if latest is None:
+        report.reason = "no glucose readings"
+        return report
+    # Never from before the end of the model's training data: those would be forecasts of what it learned from.
+    floor = max(model.data_to, latest - backfill)
+    records = _records(conn, person_id, floor - LOOKBACK, now)
+    origins = sorted({r.at for r in records[0] if r.at >= floor and (last_origin is None or r.at > last_origin)})
+    if not origins:
+        report.reason = "no new readings to forecast from"
+        return report
+    # Loaded only now: a person still due whose readings give no new origin costs no model download.
+    state = band_state.serving(conn, model.id, load_state(conn, store, model))
+    points, sources = _curves(state, records, origins, horizons, report)
+    if not points:
+        report.reason = "no origin could be forecast"
+        return report
+    _stage(conn, points, sources)
+    written = conn.execute(
+        query("forecast_insert_points"),
+        {
+            "person_id": person_id,
+            "model_id": model.id,
+            "coverage": state.coverage,
+            "disclaimer_version": DISCLAIMER_VERSION,
+            "version": model.version,
+            "training_run_id": model.training_run_id,
+            "data_from": model.data_from,
+            "data_to": model.data_to,
+            "code_version": __version__,
+        },
+    ).fetchone()
+    assert written is not None
+    report.points, report.sources = int(str(written[0])), int(str(written[1]))
+    report.existing = len(points) - report.points
     return report
 
 
@@ -173,6 +191,13 @@ def _moment(conn: Connection, statement: bytes, parameters: dict[str, object]) -
     value = row[0]
     assert value is None or isinstance(value, datetime)
     return value
+
+
+def _clock(conn: Connection) -> datetime:
+    """The transaction's clock."""
+    now = _moment(conn, b"select now()", {})
+    assert now is not None
+    return now
 
 
 def _records(

@@ -17,9 +17,12 @@ write leaves no file. Bytes whose row never committed are invisible (every read
 starts from the row) and ``sweep`` removes them.
 
 ``SupabaseModelStore`` goes through the Supabase Storage API with a token it
-signs for the person the caller's transaction is scoped to (role
-``glucokit_worker``, never ``service_role``); Storage applies the same policies
-to that token (migration 20261122120800). Storage commits each upload in a
+signs for whoever the caller's transaction runs as: the person a worker
+transaction is scoped to (role ``glucokit_worker``; migration 20261122120800),
+or the signed-in user of a user transaction (role ``authenticated``, as
+Supabase Auth issues it: the owner's export reads their files so), never
+``service_role``; Storage applies the same policies to that token as the
+database does to the transaction. Storage commits each upload in a
 transaction of its own, so files of a version whose registration never
 committed stay behind until ``sweep`` removes them (docs/worker-role.md).
 """
@@ -30,6 +33,7 @@ import hashlib
 import os
 import tempfile
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,7 +53,7 @@ from storage3 import SyncStorageClient
 from storage3.exceptions import StorageApiError
 
 from glucokit.db.queries import query
-from glucokit.db.sessions import Connection
+from glucokit.db.sessions import Connection, user_claims
 from glucokit.errors import GlucokitError
 from glucokit.forecast import ForecastState
 from glucokit.project import MODEL_STORE_DIR
@@ -70,6 +74,9 @@ CONTENT_TYPES: Final = {
 WORKER_ROLE: Final = "glucokit_worker"
 PERSON_CLAIM: Final = "glucokit_person_id"
 TOKEN_LIFETIME: Final = timedelta(minutes=5)
+STORAGE_CALLERS: Final = (
+    "Supabase Storage is used from a signed-in user's transaction or a worker transaction scoped to one person only"
+)
 # Storage deletes at most this many objects per request (supabase/storage,
 # src/storage/limits.ts: MAX_OBJECTS_PER_REQUEST).
 STORAGE_DELETE_LIMIT: Final = 1000
@@ -116,7 +123,8 @@ def sha256(data: bytes) -> str:
 
 
 class ModelStore(Protocol):
-    """Object storage for the ``models`` bucket, used inside a transaction of ``conn``."""
+    """Object storage for the ``models`` bucket, used inside a transaction of ``conn`` and as its caller: a signed-in
+    user (who may read their own files) or a worker scoped to one person (who may write and remove theirs)."""
 
     def put(self, conn: Connection, name: str, data: bytes, content_type: str) -> None: ...
 
@@ -218,13 +226,16 @@ def _storage_refusals(action: str) -> Iterator[None]:
 
 
 class SupabaseModelStore:
-    """The bucket in Supabase Storage, reached as ``glucokit_worker`` for the person the transaction is scoped to.
+    """The bucket in Supabase Storage, reached as the role and claims of the caller's transaction.
 
-    Every call signs a token for the person ``conn``'s transaction is scoped to
-    (``private.begin_person_scope``); Storage runs the request as
-    ``glucokit_worker`` and the bucket's policies confine it to that person's
-    folder. The ``apikey`` header carries the project's anon key, which grants
-    nothing by itself. Only worker transactions can use this store.
+    Every call signs a token for whoever ``conn``'s transaction runs as: in a
+    worker transaction, for the person it is scoped to
+    (``private.begin_person_scope``), and Storage runs the request as
+    ``glucokit_worker`` confined to that person's folder; in a signed-in
+    user's transaction (``sessions.as_user``), for that user, and the bucket's
+    owner policy confines it to their own folders. The ``apikey`` header
+    carries the project's anon key, which grants nothing by itself. Other
+    transactions (unscoped workers, anon, the database owner) cannot use it.
     """
 
     def __init__(self, url: str, anon_key: str, jwt_secret: str) -> None:
@@ -233,22 +244,31 @@ class SupabaseModelStore:
         self._jwt_secret = jwt_secret
         self._http = httpx.Client(timeout=STORAGE_TIMEOUT)
 
+    def _sign(self, claims: dict[str, object]) -> str:
+        issued = int(time.time())
+        lifetime = {"iat": issued, "exp": issued + int(TOKEN_LIFETIME.total_seconds())}
+        return jwt.encode(claims | lifetime, self._jwt_secret, algorithm="HS256")
+
+    def token(self, conn: Connection) -> str:
+        """A token for Storage acting as ``conn``'s transaction acts: the signed-in user, or the scoped worker."""
+        (role,) = conn.execute(query("storage_caller_role")).fetchone() or (None,)
+        if role == WORKER_ROLE:
+            return self.worker_token(conn)
+        if role == "authenticated":
+            (user,) = conn.execute(query("storage_caller_user")).fetchone() or (None,)
+            if isinstance(user, UUID):
+                return self._sign(user_claims(user))
+        raise GlucokitError(STORAGE_CALLERS)
+
     def worker_token(self, conn: Connection) -> str:
         """A token for Storage naming the person ``conn``'s transaction is scoped to, valid for TOKEN_LIFETIME."""
         row = conn.execute(query("worker_scope")).fetchone()
         if row is None or row[0] is None:
-            raise GlucokitError("Supabase Storage is used from a worker transaction scoped to one person only")
-        issued = int(time.time())
-        claims = {
-            "role": WORKER_ROLE,
-            PERSON_CLAIM: str(row[0]),
-            "iat": issued,
-            "exp": issued + int(TOKEN_LIFETIME.total_seconds()),
-        }
-        return jwt.encode(claims, self._jwt_secret, algorithm="HS256")
+            raise GlucokitError(STORAGE_CALLERS)
+        return self._sign({"role": WORKER_ROLE, PERSON_CLAIM: str(row[0])})
 
     def _client(self, conn: Connection) -> SyncStorageClient:
-        headers = {"apikey": self._anon_key, "Authorization": f"Bearer {self.worker_token(conn)}"}
+        headers = {"apikey": self._anon_key, "Authorization": f"Bearer {self.token(conn)}"}
         return SyncStorageClient(self.storage_url, headers, http_client=self._http)
 
     def put(self, conn: Connection, name: str, data: bytes, content_type: str) -> None:
@@ -321,10 +341,64 @@ class StoredVersion(Protocol):
     def artifact_sha256(self) -> str | None: ...
 
 
+class LoadedModels:
+    """The forecasters a process has loaded, most recently used last, at most ``limit_bytes`` of weights in all.
+
+    Keyed by a version's folder (which names its person and version) and the SHA-256 of its weights: a stored
+    version never changes, so a forecaster loaded once serves every later pass of the same person's same
+    version, and never another person's (another folder) or another version (another folder and hash). The
+    caller reads the version through the registry in the person's scope, so the row-level security that admits
+    the version admits the cached forecaster. The least recently used are dropped once the weights they were
+    loaded from pass the limit; a single larger one is not kept.
+    """
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self._states: OrderedDict[tuple[str, str], tuple[ForecastState, int]] = OrderedDict()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    @property
+    def weight_bytes(self) -> int:
+        """The size of the weights files the kept forecasters were loaded from."""
+        return self._bytes
+
+    def get(self, key: tuple[str, str]) -> ForecastState | None:
+        kept = self._states.get(key)
+        if kept is None:
+            return None
+        self._states.move_to_end(key)
+        return kept[0]
+
+    def keep(self, key: tuple[str, str], state: ForecastState, size: int) -> None:
+        if size > self.limit_bytes or key in self._states:
+            return
+        self._states[key] = (state, size)
+        self._bytes += size
+        while self._bytes > self.limit_bytes:
+            _, (_, dropped) = self._states.popitem(last=False)
+            self._bytes -= dropped
+
+
+# The bound on what a worker process keeps loaded: 64 MiB of weights, whatever the number of versions.
+LOADED_MODELS_BYTES: Final = 64 * 2**20
+loaded_models: Final = LoadedModels(LOADED_MODELS_BYTES)
+
+
 def load_state(conn: Connection, store: ModelStore, model: StoredVersion) -> ForecastState:
-    """A registered version's forecaster, read back from its files (hash checked)."""
+    """A registered version's forecaster, read back from its files (hash checked) unless this process has it
+    loaded already (``loaded_models``)."""
     if model.storage_path is None or model.artifact_sha256 is None:
         raise ValueError(f"version {model.version} has no stored files")
-    # Every forecast pass loads the model: the training log it does not read is not fetched.
-    artifacts = load_model(store, conn, model.storage_path, model.artifact_sha256, (WEIGHTS_FILE, METADATA_FILE))
-    return ForecastState.from_saved(artifacts.metadata["forecast_state"], artifacts.weights)
+    key = (model.storage_path, model.artifact_sha256)
+    state = loaded_models.get(key)
+    if state is not None:
+        return state
+    # The training log the forecaster does not read is not fetched.
+    files = (WEIGHTS_FILE, METADATA_FILE)
+    artifacts = load_model(store, conn, model.storage_path, model.artifact_sha256, files)
+    state = ForecastState.from_saved(artifacts.metadata["forecast_state"], artifacts.weights)
+    loaded_models.keep(key, state, sum(tensor.nbytes for tensor in artifacts.weights.values()))
+    return state

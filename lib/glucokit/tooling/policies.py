@@ -1,8 +1,9 @@
 """The access matrix: who may do what, proved by real attempts and guarded in the catalog.
 
-``policies/access.toml`` states, for every exposed table and every storage
-bucket, the owner path and the expected outcome of each operation by each
-actor on a row of person A. This module
+``policies/access.toml`` states, for every exposed table, function and view,
+every storage bucket and the Realtime messages, the owner path and the
+expected outcome of each operation by each actor on a row of person A. This
+module
 
 - loads and validates the matrix;
 - measures every cell: it builds the probe world (``policies/world.sql``) in a
@@ -50,10 +51,17 @@ REPORT_FILE = PROJECT_DIR / "docs" / "policies.md"
 
 OUTCOMES = ("allowed", "filtered", "refused")
 OPERATIONS = ("select", "insert", "update", "delete")
+# The sections of the matrix file: the kind of object each holds, and the operations proved on it.
+SECTIONS: Mapping[str, tuple[str, tuple[str, ...]]] = {
+    "tables": ("table", OPERATIONS),
+    "buckets": ("bucket", OPERATIONS),
+    "functions": ("function", ("execute",)),
+    "views": ("view", ("select",)),
+}
 # Which matrix actors a database role stands for.
 ROLE_ACTORS: Mapping[str, tuple[str, ...]] = {
     "anon": ("anon",),
-    "authenticated": ("owner", "other_user"),
+    "authenticated": ("owner", "other_user", "owner_aal1", "anonymous_owner"),
     "glucokit_worker": ("worker_in_scope", "worker_other_scope", "worker_unscoped", "worker_forged_scope"),
     "service_role": ("service_role",),
 }
@@ -71,7 +79,8 @@ class Entry:
     """One table or bucket of the matrix."""
 
     name: str
-    kind: str  # "table" or "bucket"
+    kind: str  # "table", "bucket", "function" or "view"
+    operations: tuple[str, ...]
     owner_path: str
     expected: Mapping[str, Mapping[str, str]]
     probes: Mapping[str, str]
@@ -86,11 +95,14 @@ class Matrix:
     def cells(self) -> Iterator[tuple[Entry, str, str]]:
         for entry in self.entries:
             for actor in self.actors:
-                for operation in self.operations:
+                for operation in entry.operations:
                     yield entry, actor, operation
 
+    def names(self, kind: str) -> set[str]:
+        return {entry.name for entry in self.entries if entry.kind == kind}
+
     def tables(self) -> set[str]:
-        return {entry.name for entry in self.entries if entry.kind == "table"}
+        return self.names("table")
 
     def bucket(self, name: str) -> Entry | None:
         return next((e for e in self.entries if e.kind == "bucket" and e.name == name), None)
@@ -109,29 +121,32 @@ def load(path: Path = MATRIX_FILE) -> Matrix:
     if operations != OPERATIONS:
         raise GlucokitError(f"{path.name}: operations must be {list(OPERATIONS)}, found {list(operations)}")
     entries = []
-    for kind, section in (("table", "tables"), ("bucket", "buckets")):
+    for section, (kind, kind_operations) in SECTIONS.items():
         for name, spec in data.get(section, {}).items():
             where = f"{path.name}: {section}.{name}"
             if not isinstance(spec.get("owner_path"), str) or not spec["owner_path"]:
                 raise GlucokitError(f"{where}: owner_path is missing")
             for actor in actors:
-                for operation in operations:
+                for operation in kind_operations:
                     outcome = spec.get(actor, {}).get(operation)
                     if outcome not in OUTCOMES:
                         raise GlucokitError(
                             f"{where}.{actor}.{operation}: {outcome!r} is not one of {', '.join(OUTCOMES)}"
                         )
-                if set(spec[actor]) != set(operations):
+                if set(spec[actor]) != set(kind_operations):
                     raise GlucokitError(
-                        f"{where}.{actor}: unknown operation(s) {sorted(set(spec[actor]) - set(operations))}"
+                        f"{where}.{actor}: unknown operation(s) {sorted(set(spec[actor]) - set(kind_operations))}"
                     )
             probes = spec.get("probe", {})
-            if set(probes) != set(operations):
-                raise GlucokitError(f"{where}.probe: needs exactly one statement for each of {', '.join(operations)}")
+            if set(probes) != set(kind_operations):
+                raise GlucokitError(
+                    f"{where}.probe: needs exactly one statement for each of {', '.join(kind_operations)}"
+                )
             entries.append(
                 Entry(
                     name=name,
                     kind=kind,
+                    operations=kind_operations,
                     owner_path=spec["owner_path"],
                     expected={actor: dict(spec[actor]) for actor in actors},
                     probes=dict(probes),
@@ -234,12 +249,22 @@ def _attempt_function() -> str:
     return files("glucokit.tooling").joinpath("sql/policy_attempt.sql").read_text()
 
 
+def _signed_in(person: ProbePerson, aal: str, *, anonymous: bool = False) -> dict[str, object]:
+    """The claims of a Supabase access token: assurance level aal1 or aal2, and whether the sign-in was anonymous."""
+    return {**user_claims(person.user), "aal": aal, "is_anonymous": anonymous}
+
+
 def _become(actor: str, world: ProbeWorld) -> list[Statement]:
     if actor == "anon":
         return [become_role("anon", {"role": "anon"})]
-    if actor in ("owner", "other_user"):
-        user = world.a.user if actor == "owner" else world.b.user
-        return [become_role("authenticated", user_claims(user))]
+    users = {
+        "owner": _signed_in(world.a, "aal2"),
+        "other_user": _signed_in(world.b, "aal2"),
+        "owner_aal1": _signed_in(world.a, "aal1"),
+        "anonymous_owner": _signed_in(world.a, "aal1", anonymous=True),
+    }
+    if actor in users:
+        return [become_role("authenticated", users[actor])]
     if actor == "worker_forged_scope":
         return [*become_worker(None), _forged_scope(world.a)]
     if actor.startswith("worker_"):
@@ -330,6 +355,8 @@ def blanket_cells(matrix: Matrix) -> Iterator[tuple[Entry, str, str]]:
     """The actors that may not update (delete) person A's rows, per table: each is checked without WHERE."""
     for entry in matrix.entries:
         for operation in ("update", "delete"):
+            if operation not in entry.operations:
+                continue
             for actor in matrix.actors:
                 if entry.expected[actor][operation] != "allowed":
                     yield entry, actor, operation
@@ -416,7 +443,7 @@ def pgtap_file(matrix: Matrix, world: ProbeWorld | None = None) -> str:
         *(statement.as_string(None).strip() for statement in world_statements(world)),
     ]
     for entry, actor, operation in cells:
-        if actor == matrix.actors[0] and operation == matrix.operations[0]:
+        if actor == matrix.actors[0] and operation == entry.operations[0]:
             lines += ["", f"-- {entry.kind} {entry.name}: {entry.owner_path}"]
         lines += [statement.as_string(None) + ";" for statement in cell_statements(entry, actor, operation, world)]
         expected = entry.expected[actor][operation]
@@ -464,13 +491,13 @@ def report(matrix: Matrix, measurement: Measurement) -> str:
         *(f"- {leak}" for leak in leaks),
     ]
     for entry in matrix.entries:
-        title = f"`{entry.name}`" if entry.kind == "table" else f"bucket `{entry.name}`"
+        title = f"`{entry.name}`" if entry.kind == "table" else f"{entry.kind} `{entry.name}`"
         lines += ["", f"## {title}", "", f"Owner path: `{entry.owner_path}`", ""]
-        lines.append("| actor | " + " | ".join(matrix.operations) + " |")
-        lines.append("|---|" + "---|" * len(matrix.operations))
+        lines.append("| actor | " + " | ".join(entry.operations) + " |")
+        lines.append("|---|" + "---|" * len(entry.operations))
         for actor in matrix.actors:
             cells = []
-            for operation in matrix.operations:
+            for operation in entry.operations:
                 expected = entry.expected[actor][operation]
                 found = measurement.outcomes.get((entry.name, actor, operation), "not measured")
                 cells.append(expected if found == expected else f"**{found}** (expected {expected})")
@@ -505,7 +532,7 @@ def guard(conn: Connection, matrix: Matrix) -> list[str]:
             problems.append(f"{name} has row-level security disabled")
         if not is_partition and name not in matrix.tables():
             problems.append(f"{name} has no entry in policies/access.toml")
-    problems += [f"{name} is in policies/access.toml but not in the database" for name in matrix.tables() - seen_tables]
+    problems += _object_problems(conn, matrix, schemas, seen_tables)
     for (view,) in conn.execute(query("guard_definer_views"), params):
         problems.append(f"view {view} is not security_invoker")
     for row in conn.execute(query("guard_policies"), params):
@@ -522,6 +549,32 @@ def guard(conn: Connection, matrix: Matrix) -> list[str]:
     return problems
 
 
+def _object_problems(conn: Connection, matrix: Matrix, schemas: list[str], seen_tables: set[str]) -> list[str]:
+    """Matrix tables that do not exist, tables open to anonymous users, and functions and views of the Data API
+    that the matrix does not list (or lists but the API's roles cannot reach)."""
+    params = {"schemas": schemas}
+    problems: list[str] = []
+    for name in sorted(matrix.tables() - seen_tables):
+        exposed = name.partition(".")[0] in schemas
+        row = None if exposed else conn.execute(query("guard_relation_exists"), {"name": name}).fetchone()
+        if row is None or not row[0]:
+            problems.append(f"{name} is in policies/access.toml but not in the database")
+    for (table,) in conn.execute(query("guard_anonymous_fence"), params):
+        problems.append(f"{table} has no restrictive policy that keeps anonymous users out (is_anonymous)")
+    reachable = {(str(name), str(kind)) for name, kind in conn.execute(query("guard_routines"), params)}
+    for kind in ("function", "view"):
+        found = {name for name, found_kind in reachable if found_kind == kind}
+        problems += [
+            f"{kind} {name} is reachable through the Data API but has no entry in policies/access.toml"
+            for name in sorted(found - matrix.names(kind))
+        ]
+        problems += [
+            f"{kind} {name} is in policies/access.toml but the Data API's roles cannot reach it"
+            for name in sorted(matrix.names(kind) - found)
+        ]
+    return problems
+
+
 @dataclass(frozen=True)
 class PolicyRow:
     """One row of pg_policies, as the guard_policies query returns it."""
@@ -529,6 +582,7 @@ class PolicyRow:
     schema: str
     table: str
     policy: str
+    permissive: bool
     roles: list[str]
     command: str
     qual: str | None
@@ -555,6 +609,8 @@ def _policy_problems(matrix: Matrix, row: PolicyRow) -> list[str]:
         for call in _PER_STATEMENT_CALL.finditer(expressions)
         if not expressions[: call.start()].rstrip("( ").upper().endswith("SELECT")
     ]
+    if not row.permissive:
+        return problems  # a restrictive policy only narrows what the permissive ones open
     operations = matrix.operations if command == "ALL" else (command.lower(),)
     for role in roles:
         actors = ROLE_ACTORS.get(role)

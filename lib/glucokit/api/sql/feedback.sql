@@ -2,7 +2,8 @@
 -- Named queries: see lib/glucokit/db/queries.py.
 
 -- name: api_upsert_feedback
--- The signed-in user's thumbs up/down on a forecast point they can see; sending again replaces it.
+-- The signed-in user's thumbs up/down on a forecast point they can see; sending again replaces it (the
+-- forecast_feedback_takes_point trigger fills in the point's model).
 insert into public.forecast_feedback (prediction_id, person_id, rating, comment)
 select p.id, p.person_id, %(rating)s::public.feedback_rating, %(comment)s
 from public.prediction p

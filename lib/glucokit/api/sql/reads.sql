@@ -2,29 +2,21 @@
 -- Named queries: see lib/glucokit/db/queries.py.
 
 -- name: read_latest_curve
--- The person's latest forecast curve: the newest origin, and of it the newest model's points, by horizon.
-select p.id, p.person_id, p.generated_at, p.target_at, p.horizon_minutes, p.value_mg_dl, p.lower_mg_dl,
-  p.upper_mg_dl, p.coverage, p.disclaimer_version, p.model_id, p.model_version, p.training_run_id, p.data_from,
-  p.data_to, p.code_version
-from public.prediction p
-join (
-  select l.generated_at, l.model_id
-  from public.prediction l
-  where l.person_id = %(person_id)s
-  order by l.generated_at desc, l.created_at desc
-  limit 1
-) as latest on latest.generated_at = p.generated_at and latest.model_id = p.model_id
-where p.person_id = %(person_id)s
-order by p.horizon_minutes;
+-- The person's latest forecast curve, by horizon: the RPC public.latest_forecast (migration 20261206170000).
+select id, person_id, generated_at, target_at, horizon_minutes, value_mg_dl, lower_mg_dl, upper_mg_dl, coverage,
+  disclaimer_version, model_id, model_version, training_run_id, data_from, data_to, code_version
+from public.latest_forecast(%(person_id)s);
 
 -- name: read_points_between
 -- Forecast points whose origin is in [start, end), in (origin, horizon, id) order after a keyset cursor.
 select p.id, p.person_id, p.generated_at, p.target_at, p.horizon_minutes, p.value_mg_dl, p.lower_mg_dl,
-  p.upper_mg_dl, p.coverage, p.disclaimer_version, p.model_id, p.model_version, p.training_run_id, p.data_from,
-  p.data_to, p.code_version
+  p.upper_mg_dl, f.coverage, f.disclaimer_version, f.model_id, f.model_version, f.training_run_id, f.data_from,
+  f.data_to, f.code_version
 from public.prediction p
+join public.forecast f on f.id = p.forecast_id and f.generated_at = p.generated_at
 where p.person_id = %(person_id)s
   and p.generated_at >= %(start)s and p.generated_at < %(end)s
+  and f.person_id = %(person_id)s and f.generated_at >= %(start)s and f.generated_at < %(end)s
   and (
     %(after_at)s::timestamptz is null
     or (p.generated_at, p.horizon_minutes, p.id) > (%(after_at)s, %(after_horizon)s::smallint, %(after_id)s::uuid)
@@ -33,20 +25,17 @@ order by p.generated_at, p.horizon_minutes, p.id
 limit %(limit)s;
 
 -- name: read_point
--- One forecast point.
-select p.id, p.person_id, p.generated_at, p.target_at, p.horizon_minutes, p.value_mg_dl, p.lower_mg_dl,
-  p.upper_mg_dl, p.coverage, p.disclaimer_version, p.model_id, p.model_version, p.training_run_id, p.data_from,
-  p.data_to, p.code_version
-from public.prediction p
-where p.id = %(prediction_id)s;
+-- One forecast point with its provenance and its forecast's anchors (a JSON array): the RPC public.forecast_point.
+select id, person_id, generated_at, target_at, horizon_minutes, value_mg_dl, lower_mg_dl, upper_mg_dl, coverage,
+  disclaimer_version, model_id, model_version, training_run_id, data_from, data_to, code_version,
+  sources
+from public.forecast_point(%(prediction_id)s);
 
--- name: read_point_sources
--- The observations a forecast point was computed from: the input window first, then covariates, by time.
-select s.observation_id, s.observation_effective_at as effective_at, s.role::text as role, o.code
-from public.prediction_source s
-join public.observation o on o.id = s.observation_id and o.effective_at = s.observation_effective_at
-where s.prediction_id = %(prediction_id)s
-order by s.role, s.observation_effective_at, s.observation_id;
+-- name: read_models
+-- The person's model versions, newest first, with their cards: the RPC public.person_models.
+select id, version, algorithm, stage, stage_reason, is_fallback, storage_path, artifact_sha256, features, metrics,
+  trained_at, training_run_id, data_from, data_to, card
+from public.person_models(%(person_id)s);
 
 -- name: read_runs
 -- The person's latest training runs, newest first.

@@ -7,6 +7,7 @@ select 'person' as "table", count(*) from public.person
 union all select 'observation', count(*) from public.observation
 union all select 'training_run', count(*) from public.training_run
 union all select 'ml_model', count(*) from public.ml_model
+union all select 'forecast', count(*) from public.forecast
 union all select 'prediction', count(*) from public.prediction
 union all select 'prediction_source', count(*) from public.prediction_source
 union all select 'quarantined_entry', count(*) from public.quarantined_entry

@@ -31,3 +31,11 @@ order by folder;
 -- name: worker_scope
 -- The person the current worker transaction is scoped to (null when unscoped).
 select private.worker_person_id();
+
+-- name: storage_caller_role
+-- The role the current transaction runs as (a signed-in user's: authenticated).
+select current_user::text;
+
+-- name: storage_caller_user
+-- The signed-in user of the current transaction (authenticated only).
+select auth.uid();

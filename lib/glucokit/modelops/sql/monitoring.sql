@@ -2,23 +2,27 @@
 -- Named queries: see lib/glucokit/db/queries.py.
 
 -- name: monitoring_settings
--- The monitoring thresholds (private.monitoring_config).
-select match_seconds, outcome_lookback, live_window, min_outcomes, judged_horizon_minutes, max_rmse_ratio,
+-- The transaction's clock and the monitoring thresholds (private.monitoring_config).
+select now(), match_seconds, outcome_lookback, live_window, min_outcomes, judged_horizon_minutes, max_rmse_ratio,
   max_coverage_shortfall, drift_window, drift_psi_limit, check_interval
 from private.monitoring_settings();
 
 -- name: record_outcomes
 -- Matches the scoped person's forecasts whose target time has passed to the nearest valid CGM reading within
 -- the match window, for forecasts not matched yet and not older than the look-back; returns each outcome
--- recorded (model, horizon, target time, inside the band, above it) with its forecast's nominal coverage.
+-- recorded (model, horizon, target time, inside the band, above it) with its forecast's nominal coverage. An
+-- outcome carries what the rollups need (owner, origin, model version, nominal coverage), so it outlives its
+-- point's retention.
 with recorded as (
   insert into public.forecast_outcome (
-    prediction_id, person_id, model_id, target_at, horizon_minutes, predicted_mg_dl, observed_mg_dl,
-    observation_id, observed_at, error_mg_dl, inside_band
+    prediction_id, person_id, owner_id, model_id, model_version, coverage, generated_at, target_at,
+    horizon_minutes, predicted_mg_dl, observed_mg_dl, observation_id, observed_at, error_mg_dl, inside_band
   )
-  select p.id, p.person_id, p.model_id, p.target_at, p.horizon_minutes, p.value_mg_dl, r.value,
-    r.id, r.effective_at, p.value_mg_dl - r.value, r.value between p.lower_mg_dl and p.upper_mg_dl
+  select p.id, p.person_id, p.owner_id, p.model_id, f.model_version, f.coverage, p.generated_at, p.target_at,
+    p.horizon_minutes, p.value_mg_dl, r.value, r.id, r.effective_at, p.value_mg_dl - r.value,
+    r.value between p.lower_mg_dl and p.upper_mg_dl
   from public.prediction p
+  join public.forecast f on f.id = p.forecast_id and f.generated_at = p.generated_at
   cross join lateral (
     select o.id, o.effective_at, o.value::real as value
     from public.observation o
@@ -30,13 +34,13 @@ with recorded as (
   ) as r
   where p.person_id = %(person_id)s
     and p.target_at between %(now)s - %(lookback)s and %(now)s + make_interval(secs => %(match_seconds)s)
-    and not exists (select from public.forecast_outcome f where f.prediction_id = p.id)
+    and not exists (select from public.forecast_outcome o where o.prediction_id = p.id)
   on conflict (prediction_id) do nothing
-  returning prediction_id, model_id, horizon_minutes, target_at, inside_band, observed_mg_dl
+  returning prediction_id, generated_at, model_id, horizon_minutes, target_at, inside_band, observed_mg_dl, coverage
 )
-select r.model_id, r.horizon_minutes, r.target_at, r.inside_band, r.observed_mg_dl > p.upper_mg_dl, p.coverage
+select r.model_id, r.horizon_minutes, r.target_at, r.inside_band, r.observed_mg_dl > p.upper_mg_dl, r.coverage
 from recorded r
-join public.prediction p on p.id = r.prediction_id
+join public.prediction p on p.id = r.prediction_id and p.generated_at = r.generated_at
 order by r.target_at, r.horizon_minutes;
 
 -- name: last_health_check
@@ -45,9 +49,8 @@ select max(checked_at) from public.model_health_check where person_id = %(person
 
 -- name: live_metrics
 -- Outcomes of one model at one horizon in a window: count, RMSE, band coverage and its nominal level.
-select count(*), sqrt(avg(f.error_mg_dl * f.error_mg_dl)), avg(f.inside_band::integer), avg(p.coverage)
+select count(*), sqrt(avg(f.error_mg_dl * f.error_mg_dl)), avg(f.inside_band::integer), avg(f.coverage)
 from public.forecast_outcome f
-join public.prediction p on p.id = f.prediction_id and p.person_id = f.person_id
 where f.person_id = %(person_id)s and f.model_id = %(model_id)s and f.horizon_minutes = %(minutes)s
   and f.target_at > %(since)s and f.target_at <= %(now)s;
 

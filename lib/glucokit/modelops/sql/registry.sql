@@ -24,11 +24,11 @@ where id = %(run_id)s;
 -- A new candidate model version of the scoped person.
 insert into public.ml_model (
   person_id, model_type, version, algorithm, is_fallback, training_run_id, storage_path, artifact_sha256,
-  data_from, data_to, features, hyperparameters, metrics
+  data_from, data_to, features, hyperparameters, metrics, card
 )
 values (
   %(person_id)s, %(model_type)s, %(version)s, %(algorithm)s, %(is_fallback)s, %(training_run_id)s, %(storage_path)s,
-  %(artifact_sha256)s, %(data_from)s, %(data_to)s, %(features)s, %(hyperparameters)s, %(metrics)s
+  %(artifact_sha256)s, %(data_from)s, %(data_to)s, %(features)s, %(hyperparameters)s, %(metrics)s, %(card)s
 )
 returning id, version, algorithm, stage::text as stage, stage_reason, is_fallback, storage_path, artifact_sha256,
   features, metrics, trained_at, training_run_id, data_from, data_to;

@@ -5,8 +5,8 @@
 -- migrations are written for Supabase, so on any other PostgreSQL server
 -- `glucokit db migrate` first installs this small stand-in with the same names
 -- and the same behaviour the migrations rely on: the API roles, auth.users and
--- the auth.uid()/role()/jwt() claim readers, the storage schema, and the
--- `extensions` schema. It is never applied to a Supabase project
+-- the auth.uid()/role()/jwt() claim readers, the storage schema, Realtime's
+-- messages table with realtime.send(), and the `extensions` schema. It is never applied to a Supabase project
 -- (lib/glucokit/tooling/platform.py detects one and skips this file).
 --
 -- Everything here is idempotent: re-running it changes nothing.
@@ -155,3 +155,61 @@ as $$
 $$;
 
 grant execute on function storage.foldername(text) to anon, authenticated, service_role;
+
+-- -----------------------------------------------------------------------------
+-- realtime
+-- -----------------------------------------------------------------------------
+-- Realtime Broadcast from the database: realtime.send() writes a message into
+-- realtime.messages, and Supabase Realtime delivers it to the subscribers of
+-- its topic whom the table's row-level security lets read it (a private
+-- channel's join runs a SELECT on realtime.messages as the user, with
+-- realtime.topic() naming the channel). The stand-in keeps the table, the
+-- topic reader and send() with Supabase's names and signatures; on Supabase
+-- the table is partitioned by day and read by the Realtime server.
+create schema if not exists realtime;
+comment on schema realtime is 'glucokit platform layer: stand-in for Supabase Realtime on a plain PostgreSQL';
+grant usage on schema realtime to anon, authenticated, service_role;
+
+create table if not exists realtime.messages (
+  topic text not null,
+  extension text not null,
+  payload jsonb,
+  event text,
+  private boolean default false,
+  updated_at timestamp without time zone not null default now(),
+  inserted_at timestamp without time zone not null default now(),
+  id uuid not null default gen_random_uuid(),
+  primary key (id, inserted_at)
+);
+comment on table realtime.messages is 'Stand-in for Supabase Realtime messages: broadcasts from the database, guarded by row-level security.';
+alter table realtime.messages enable row level security;
+grant all on realtime.messages to anon, authenticated, service_role;
+
+-- The topic of the channel being joined, as Realtime sets it for the join's check.
+create or replace function realtime.topic() returns text
+  language sql stable
+  set search_path = ''
+as $$
+  select nullif(current_setting('realtime.topic', true), '')::text
+$$;
+
+-- Broadcast a message to a topic; like Supabase's, a failure is a warning, never the caller's error.
+create or replace function realtime.send(payload jsonb, event text, topic text, private boolean default true)
+  returns void
+  language plpgsql
+  set search_path = ''
+as $$
+begin
+  begin
+    perform set_config('realtime.topic', topic, true);
+    insert into realtime.messages (payload, event, topic, private, extension)
+    values (payload, event, topic, private, 'broadcast');
+  exception
+    when others then
+      raise warning 'ErrorSendingBroadcastMessage: %', sqlerrm;
+  end;
+end
+$$;
+
+revoke all on function realtime.send(jsonb, text, text, boolean) from public;
+grant execute on function realtime.topic() to anon, authenticated, service_role;

@@ -21,7 +21,7 @@ order by 1;
 
 -- name: guard_policies
 -- Policies on the exposed schemas and on storage.objects.
-select schemaname, tablename, policyname, roles::text[], cmd, qual, with_check
+select schemaname, tablename, policyname, permissive = 'PERMISSIVE', roles::text[], cmd, qual, with_check
 from pg_policies
 where schemaname = any(%(schemas)s) or (schemaname = 'storage' and tablename = 'objects')
 order by 1, 2, 3;
@@ -76,3 +76,44 @@ from (
 ) as granted
 group by target
 order by target;
+
+-- name: guard_routines
+-- Functions and views of the exposed schemas that anon or authenticated may call or read (the Data API's RPCs
+-- and views), with their kind; trigger functions and what extensions bring are not the Data API's.
+select n.nspname || '.' || p.proname, 'function'
+from pg_proc p
+join pg_namespace n on n.oid = p.pronamespace
+where n.nspname = any(%(schemas)s)
+  and p.prokind = 'f'
+  and p.prorettype not in ('trigger'::regtype, 'event_trigger'::regtype)
+  and not exists (select from pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
+  and (has_function_privilege('anon', p.oid, 'execute') or has_function_privilege('authenticated', p.oid, 'execute'))
+union
+select n.nspname || '.' || c.relname, 'view'
+from pg_class c
+join pg_namespace n on n.oid = c.relnamespace
+where n.nspname = any(%(schemas)s)
+  and c.relkind in ('v', 'm')
+  and not exists (select from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid and d.deptype = 'e')
+  and (has_table_privilege('anon', c.oid, 'select') or has_table_privilege('authenticated', c.oid, 'select'))
+order by 1;
+
+-- name: guard_anonymous_fence
+-- Tables of the exposed schemas without a restrictive policy for authenticated that reads is_anonymous.
+select n.nspname || '.' || c.relname
+from pg_class c
+join pg_namespace n on n.oid = c.relnamespace
+where n.nspname = any(%(schemas)s)
+  and c.relkind in ('r', 'p')
+  and not c.relispartition
+  and not exists (
+    select from pg_policies pp
+    where pp.schemaname = n.nspname and pp.tablename = c.relname and pp.permissive = 'RESTRICTIVE'
+      and pp.cmd = 'ALL' and 'authenticated' = any(pp.roles)
+      and pp.qual like '%%is_anonymous%%' and pp.with_check like '%%is_anonymous%%'
+  )
+order by 1;
+
+-- name: guard_relation_exists
+-- Whether a relation outside the exposed schemas (realtime.messages) exists.
+select to_regclass(%(name)s) is not null;

@@ -1,8 +1,9 @@
 -- pg_temp.policy_attempt(probe, returns_count): runs one probe statement as the
 -- current role and undoes whatever it did. Returns 'allowed' (rows reached),
--- 'filtered' (zero rows, no error) or 'refused' (insufficient_privilege,
--- SQLSTATE 42501). Any other error propagates: a probe that fails for another
--- reason is a broken probe, not an outcome.
+-- 'filtered' (zero rows, no error; or no_data_found, SQLSTATE P0002, which a
+-- function raises for a person that is not the caller's) or 'refused'
+-- (insufficient_privilege, SQLSTATE 42501). Any other error propagates: a
+-- probe that fails for another reason is a broken probe, not an outcome.
 create or replace function pg_temp.policy_attempt(probe text, returns_count boolean) returns text
   language plpgsql
 as $$
@@ -21,6 +22,8 @@ begin
   exception
     when insufficient_privilege then
       return 'refused';
+    when no_data_found then
+      return 'filtered';
     when sqlstate 'GK001' then
       return sqlerrm;
   end;
