@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -356,6 +357,7 @@ class LoadedModels:
         self.limit_bytes = limit_bytes
         self._states: OrderedDict[tuple[str, str], tuple[ForecastState, int]] = OrderedDict()
         self._bytes = 0
+        self._lock = threading.Lock()  # a process's threads share it
 
     def __len__(self) -> int:
         return len(self._states)
@@ -366,20 +368,22 @@ class LoadedModels:
         return self._bytes
 
     def get(self, key: tuple[str, str]) -> ForecastState | None:
-        kept = self._states.get(key)
-        if kept is None:
-            return None
-        self._states.move_to_end(key)
-        return kept[0]
+        with self._lock:
+            kept = self._states.get(key)
+            if kept is None:
+                return None
+            self._states.move_to_end(key)
+            return kept[0]
 
     def keep(self, key: tuple[str, str], state: ForecastState, size: int) -> None:
-        if size > self.limit_bytes or key in self._states:
-            return
-        self._states[key] = (state, size)
-        self._bytes += size
-        while self._bytes > self.limit_bytes:
-            _, (_, dropped) = self._states.popitem(last=False)
-            self._bytes -= dropped
+        with self._lock:
+            if size > self.limit_bytes or key in self._states:
+                return
+            self._states[key] = (state, size)
+            self._bytes += size
+            while self._bytes > self.limit_bytes:
+                _, (_, dropped) = self._states.popitem(last=False)
+                self._bytes -= dropped
 
 
 # The bound on what a worker process keeps loaded: 64 MiB of weights, whatever the number of versions.
