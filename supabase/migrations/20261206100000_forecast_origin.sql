@@ -32,9 +32,43 @@
  * anchors of each forecast once.
  */
 
-create schema if not exists partitions;
-comment on schema partitions is 'Partitions of partitioned tables: reached only through their parent tables and policies.';
-revoke all on schema partitions from public, anon, authenticated;
+create schema partitions;
+comment on schema partitions is
+  'Partitions of partitioned tables: reached only through their parent tables. Never exposed by the Data API.';
+revoke all on schema partitions from public;
+
+create or replace function private.refuse_direct_access(target regclass) returns void
+  language plpgsql volatile
+  set search_path = ''
+as $$
+begin
+  execute format('alter table %s enable row level security', target);
+  if not exists (select from pg_catalog.pg_policy where polrelid = target and polname = 'No direct access') then
+    execute format(
+      'create policy "No direct access" on %s as restrictive for all to public using (false) with check (false)',
+      target);
+  end if;
+end
+$$;
+comment on function private.refuse_direct_access(regclass) is
+  'Maintenance: row-level security on and a restrictive policy admitting no row, for a table only the kit''s functions reach.';
+revoke all on function private.refuse_direct_access(regclass) from public;
+
+create or replace function private.seal_partition(partition regclass) returns void
+  language plpgsql volatile
+  set search_path = ''
+as $$
+begin
+  perform private.refuse_direct_access(partition);
+  execute format('revoke all on %s from anon, authenticated, service_role', partition);
+  execute format('comment on table %s is %L', partition, format(
+    'Partition of %s: reached only through the parent table and its policies.',
+    (select i.inhparent::regclass from pg_catalog.pg_inherits i where i.inhrelid = partition)));
+end
+$$;
+comment on function private.seal_partition(regclass) is 'Maintenance: no direct API access to a partition.';
+revoke all on function private.seal_partition(regclass) from public;
+
 
 -- -----------------------------------------------------------------------------
 -- The old tables step aside; what depends on them is rebuilt below.
@@ -139,30 +173,12 @@ create trigger prediction_source_check_person
   for each row execute function private.check_prediction_source_person();
 
 -- -----------------------------------------------------------------------------
--- Partitions: one a day, in schema `partitions`, sealed like observation's
+-- Partitions: one a day, in schema `partitions`, sealed by private.seal_partition
 -- -----------------------------------------------------------------------------
-create or replace function private.seal_forecast_partition(partition_name text) returns void
-  language plpgsql volatile
-  set search_path = ''
-as $$
-begin
-  execute format('alter table partitions.%I enable row level security', partition_name);
-  -- Admits no row to anyone who names the partition directly (the parent's policies apply through the parent).
-  execute format(
-    'create policy "No direct access" on partitions.%I as restrictive for all to public using (false) with check (false)',
-    partition_name);
-  execute format('revoke all on partitions.%I from anon, authenticated, service_role', partition_name);
-  execute format('comment on table partitions.%I is %L', partition_name,
-    'Partition of a forecast table: reached only through the parent table and its policies.');
-end
-$$;
-comment on function private.seal_forecast_partition(text) is 'Maintenance: no direct API access to a forecast partition.';
-revoke all on function private.seal_forecast_partition(text) from public;
-
 create table partitions.forecast_default partition of public.forecast default;
 create table partitions.prediction_default partition of public.prediction default;
 create table partitions.prediction_source_default partition of public.prediction_source default;
-select private.seal_forecast_partition(t)
+select private.seal_partition(format('partitions.%I', t)::regclass)
 from unnest(array['forecast_default', 'prediction_default', 'prediction_source_default']) as t;
 
 /**
@@ -191,7 +207,7 @@ begin
           parent || '_default', day, day + 1);
         execute format('create table partitions.%I partition of public.%I for values from (%L) to (%L)',
           partition_name, parent, day, day + 1);
-        perform private.seal_forecast_partition(partition_name);
+        perform private.seal_partition(format('partitions.%I', partition_name)::regclass);
         execute format('insert into public.%I select * from forecast_moving', parent);
         drop table forecast_moving;
         created := created + 1;

@@ -7,7 +7,9 @@
  * whatever sits there is a table an app could query and appears in
  * `supabase gen types`. Partitions are not: rows are reached through their
  * parent table and its policies. They live in schema `partitions`, which the
- * Data API never exposes (like `private` and `pgmq`).
+ * Data API never exposes (like `private` and `pgmq`), made with the forecast
+ * partitions (20261206100000), as are private.refuse_direct_access and
+ * private.seal_partition, which seal them.
  *
  * Tables that only the kit's own functions reach (partitions, and the tables
  * of `private`) keep row-level security on and carry one restrictive policy
@@ -19,43 +21,6 @@
  * Row-level security of a partition applies only when it is named directly;
  * reads and writes through the parent obey the parent's policies.
  */
-create schema if not exists partitions;
-comment on schema partitions is
-  'Partitions of partitioned tables: reached only through their parent tables. Never exposed by the Data API.';
-revoke all on schema partitions from public;
-
-create or replace function private.refuse_direct_access(target regclass) returns void
-  language plpgsql volatile
-  set search_path = ''
-as $$
-begin
-  execute format('alter table %s enable row level security', target);
-  if not exists (select from pg_catalog.pg_policy where polrelid = target and polname = 'No direct access') then
-    execute format(
-      'create policy "No direct access" on %s as restrictive for all to public using (false) with check (false)',
-      target);
-  end if;
-end
-$$;
-comment on function private.refuse_direct_access(regclass) is
-  'Maintenance: row-level security on and a restrictive policy admitting no row, for a table only the kit''s functions reach.';
-revoke all on function private.refuse_direct_access(regclass) from public;
-
-create or replace function private.seal_partition(partition regclass) returns void
-  language plpgsql volatile
-  set search_path = ''
-as $$
-begin
-  perform private.refuse_direct_access(partition);
-  execute format('revoke all on %s from anon, authenticated, service_role', partition);
-  execute format('comment on table %s is %L', partition, format(
-    'Partition of %s: reached only through the parent table and its policies.',
-    (select i.inhparent::regclass from pg_catalog.pg_inherits i where i.inhrelid = partition)));
-end
-$$;
-comment on function private.seal_partition(regclass) is 'Maintenance: no direct API access to a partition.';
-revoke all on function private.seal_partition(regclass) from public;
-
 -- Every partition still in `public` (observation's monthly ones and its default)
 -- moves, with its indexes and constraints; then every partition is sealed.
 do $$
@@ -114,14 +79,3 @@ $$;
 
 -- Superseded by private.seal_partition.
 drop function private.seal_observation_partition(text);
-
--- Forecast partitions (20261206100000_forecast_origin.sql) are sealed the same way.
-create or replace function private.seal_forecast_partition(partition_name text) returns void
-  language plpgsql volatile
-  set search_path = ''
-as $$
-begin
-  perform private.seal_partition(format('partitions.%I', partition_name)::regclass);
-end
-$$;
-revoke all on function private.seal_forecast_partition(text) from public;
