@@ -1,7 +1,7 @@
 """The forecast pass: CPU per forecast and persons per hour, replaying readings through the forecast job.
 
     .venv/bin/python bench/forecast_pass.py [--persons 6] [--hours 4] [--step-minutes 5] [--profile-steps 6]
-        --before WORKTREE [--after TREE] [--out bench/results/forecast_pass.json]
+        [--pooler] --before WORKTREE [--after TREE] [--out bench/results/forecast_pass.json]
 
 Two workers, each with its own scratch database on the embedded server
 (migrated by its own code's migrations) and the same persons: --persons persons
@@ -24,7 +24,9 @@ embedded server runs on this machine), and the wall time; the first
 worker's time goes (cumulative seconds of the steps of a pass), not timings.
 After the passes each side measures the floor of any per-person pass: the CPU
 of an empty worker transaction scoped to a person (role, consent check, audit
-row, commit; ``empty_scope_*``).
+row, commit; ``empty_scope_*``). The job's connection prepares a statement on
+its fifth execution, as a direct or session-mode connection does; with --pooler
+neither side prepares any, as through Supavisor's transaction mode (port 6543).
 Prints a JSON summary; the recorded result is bench/results/forecast_pass.json.
 Target: at most 10 ms of CPU per forecast (worker + backend).
 """
@@ -47,6 +49,9 @@ from itertools import cycle
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
+
+from sides import ask as _ask
+from sides import start_side
 
 TARGET_MS: float = 10.0
 HERE = Path(__file__).resolve().parent
@@ -105,7 +110,7 @@ def _timing_cursor() -> type:
 STATEMENT_SECONDS: dict[str, float] = {}
 
 
-def worker(persons: int, hours: float, step_minutes: int, profile_steps: int) -> None:
+def worker(persons: int, hours: float, step_minutes: int, profile_steps: int, pooler: bool) -> None:
     """One side: set up, then one pass per line on stdin, one JSON line per pass on stdout."""
     import psycopg  # noqa: PLC0415
 
@@ -117,7 +122,9 @@ def worker(persons: int, hours: float, step_minutes: int, profile_steps: int) ->
     from scratch import scratch_database  # noqa: PLC0415
 
     bundles = cycle(sorted(SIMULATED_DIR.glob("*.json.gz")))
-    with scratch_database() as url, psycopg.connect(url) as conn, tempfile.TemporaryDirectory() as models:
+    # Through a transaction-mode pooler nothing is prepared (glucokit.db.urls.prepare_threshold), else psycopg's 5.
+    options: dict[str, Any] = {"prepare_threshold": None} if pooler else {}
+    with scratch_database() as url, psycopg.connect(url, **options) as conn, tempfile.TemporaryDirectory() as models:
         store = LocalModelStore(Path(models))
         people: list[tuple[UUID, UUID, list[tuple[datetime, dict[str, Any]]]]] = []
         for _ in range(persons):
@@ -207,29 +214,10 @@ def _scope_floor(conn: Any, persons: list[UUID], rounds: int = 50) -> dict[str, 
 
 
 def _start(tree: Path, args: argparse.Namespace) -> subprocess.Popen[str]:
-    environment = os.environ | {
-        "PYTHONPATH": os.pathsep.join([str(tree / "lib"), str(HERE)]),
-        # Both sides use this tree's embedded server.
-        "GLUCOKIT_STATE_DIR": str(MAIN / ".glucokit"),
-    }
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--before", str(tree)]
-    command += ["--persons", str(args.persons)]
-    command += ["--hours", str(args.hours), "--step-minutes", str(args.step_minutes)]
-    command += ["--profile-steps", str(args.profile_steps)]
-    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=environment)
-
-
-def _ask(process: subprocess.Popen[str], line: str | None) -> dict[str, Any]:
-    assert process.stdin is not None
-    assert process.stdout is not None
-    if line is not None:
-        process.stdin.write(line + "\n")
-        process.stdin.flush()
-    answer = process.stdout.readline()
-    if not answer:
-        raise SystemExit(f"a worker stopped (exit {process.wait()})")
-    parsed: dict[str, Any] = json.loads(answer)
-    return parsed
+    arguments = ["--worker", "--before", str(tree), "--persons", str(args.persons)]
+    arguments += ["--hours", str(args.hours), "--step-minutes", str(args.step_minutes)]
+    arguments += ["--profile-steps", str(args.profile_steps)] + (["--pooler"] if args.pooler else [])
+    return start_side(tree, Path(__file__), arguments)
 
 
 def _summary(passes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -277,10 +265,13 @@ def main() -> None:
     parser.add_argument("--before", type=Path, required=True, help="a git worktree of the code before")
     parser.add_argument("--after", type=Path, default=MAIN, help="the code after (default: this tree)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--pooler", action="store_true", help="both sides prepare no statement, as through a transaction-mode pooler"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.persons, args.hours, args.step_minutes, args.profile_steps)
+        worker(args.persons, args.hours, args.step_minutes, args.profile_steps, args.pooler)
         return
     began = time.perf_counter()
     sides = {"before": _start(args.before, args), "after": _start(args.after, args)}
@@ -303,6 +294,7 @@ def main() -> None:
         "before_code": str(args.before),
         "after_code": str(args.after),
         "persons": args.persons,
+        "prepared_statements": not args.pooler,
         "hours_replayed": args.hours,
         "step_minutes": args.step_minutes,
         "before": before,

@@ -18,7 +18,8 @@ The ratio of the two is the target (at most 1.5), beside 50,000 readings/s.
 Then one person's readings again as one FHIR Bundle, and the same NDJSON once
 more (every reading already stored).
 
-To show where the time goes it also measures, on one file, the client's work
+To show where the time goes it records the CPU per reading of this process and
+of the writers' backends during the real path, and measures, on one file, the client's work
 alone (parse + validate, the fast path and the full one) and the database's
 alone (the staging COPY, and the INSERT from the staged rows into
 public.observation, also once without the foreign key to person, which the
@@ -49,7 +50,7 @@ from glucokit.db.queries import query
 from glucokit.db.sessions import Connection, as_user
 from glucokit.fhir import resources as fhir
 from glucokit.fhir.ingest import STAGE_TYPES, Ingest, IngestReport
-from glucokit.fhir.stored import needs_resource
+from glucokit.fhir.stored import Templates, needs_resource
 from glucokit.fhir.validation import ObservationValidator
 from glucokit.units import CGM_CODE, KINDS, LOINC
 from scratch import scratch_database
@@ -90,18 +91,48 @@ def _owners(conn: Connection, persons: int) -> list[tuple[UUID, UUID]]:
     return owners
 
 
-def _ingest(connections: list[Connection], owner: tuple[UUID, UUID], path: Path) -> tuple[IngestReport, float]:
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user and system) a process has used so far, from /proc (the embedded server runs here)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _ingest(
+    connections: list[Connection], owner: tuple[UUID, UUID], path: Path, cpu: dict[str, float] | None = None
+) -> tuple[IngestReport, float]:
+    """One ingest and its wall time; ``cpu`` adds the CPU seconds of this process and of the writers' backends."""
+    backends = [conn.info.backend_pid for conn in connections]
+    client, database = _own_cpu_s(), sum(map(_cpu_s, backends))
     began = time.perf_counter()
     report = Ingest(connections, user_id=owner[0], person_id=owner[1]).path(path)
-    return report, time.perf_counter() - began
+    elapsed = time.perf_counter() - began
+    if cpu is not None:
+        cpu["client"] = cpu.get("client", 0.0) + _own_cpu_s() - client
+        cpu["backends"] = cpu.get("backends", 0.0) + sum(map(_cpu_s, backends)) - database
+    return report, elapsed
 
 
 def _client_only(path: Path, now: datetime) -> dict[str, float]:
-    """Microseconds per reading to parse and validate (no database): the fast path ingest takes for NDJSON's
-    compact shape, and the full one (orjson, then the Python checks of the compact shape and the meaning);
-    and to decide whether to store the resource (rebuild it from the columns and compare)."""
+    """Microseconds per reading to parse and validate (no database): the way ingest reads an NDJSON line of a
+    source it has seen (its template filled in: validated and the resource settled at once), the fast path
+    for the compact shape otherwise (msgspec), and the full one (orjson, then the Python checks of the compact
+    shape and the meaning); and to decide whether to store the resource after the fast path (rebuild it from
+    the columns and compare)."""
     validator = ObservationValidator("R4B", now)
     lines = path.read_bytes().splitlines()
+    templates = Templates(validator)
+    first = validator.validate_json(lines[0])
+    assert first is not None
+    templates.learn(first, lines[0])
+    began_templates = time.perf_counter()
+    for line in lines:
+        assert templates.read(line) is not None
+    templated = time.perf_counter()
     readings = []
     began = time.perf_counter()
     for line in lines:
@@ -116,6 +147,7 @@ def _client_only(path: Path, now: datetime) -> dict[str, float]:
         needs_resource(reading, line)
     decided = time.perf_counter()
     return {
+        "read_from_the_source_template": round((templated - began_templates) / len(lines) * 1e6, 1),
         "parse_and_validate_fast_path": round((fast - began) / len(lines) * 1e6, 1),
         "parse_and_validate_full_path": round((full - fast) / len(lines) * 1e6, 1),
         "rebuild_and_compare_resource": round((decided - full) / len(lines) * 1e6, 1),
@@ -209,10 +241,11 @@ def main() -> None:
             rows = _copy_rows(ndjson, now)
             limit_s: list[float] = []
             results: list[tuple[IngestReport, float]] = []
+            cpu: dict[str, float] = {}
             # Side by side: the limit and the real path take turns, person by person.
             for limit_owner, real_owner in zip(limit_owners, real_owners, strict=True):
                 limit_s.append(_limit(copier, limit_owner[1], rows))
-                results.append(_ingest(connections, real_owner, ndjson))
+                results.append(_ingest(connections, real_owner, ndjson, cpu))
             peak_rss_mib = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
             again, again_s = _ingest(connections, real_owners[0], ndjson)
             as_bundle, bundle_s = _ingest(connections, extra[0], bundle)
@@ -263,6 +296,13 @@ def main() -> None:
                     "readings_per_s": round(real_rate),
                 },
                 "ratio_limit_to_real_path": round(limit_rate / real_rate, 2),
+                # Where the real path's time goes: CPU per reading of this process (validation, batching, the
+                # COPY's encoding) and of the writers' backends, beside the wall time per reading.
+                "real_path_per_reading_us": {
+                    "wall": round(seconds / readings * 1e6, 1),
+                    "client_cpu": round(cpu["client"] / readings * 1e6, 1),
+                    "backends_cpu": round(cpu["backends"] / readings * 1e6, 1),
+                },
                 "ratio_per_person_pair": {
                     "min": round(min(pairs), 2),
                     "median": round(sorted(pairs)[len(pairs) // 2], 2),

@@ -11,6 +11,7 @@ the least ``finish_training`` time: per person, the process's CPU seconds
 inside ``finish_training``, of the candidates' predictions, their metrics
 (``evaluate``), the test period's adaptive-band replay (``adaptive_runs``)
 and the rest (fitting persistence, AR2 and ridge, calibrating, choosing).
+Everything runs on one thread (``one_thread``), as in the retrain job's task.
 Prints a JSON summary; the recorded result is bench/results/train_phases.json.
 """
 
@@ -27,6 +28,7 @@ from typing import Any
 
 from glucokit.fhir.bundle import read_bundle
 from glucokit.forecast import pipeline
+from glucokit.forecast.model import one_thread
 from glucokit.project import SIMULATED_DIR
 
 # The parts of finish_training timed on their own, by the name pipeline calls them by.
@@ -48,6 +50,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    with one_thread():
+        _measure(args)
+
+
+def _measure(args: argparse.Namespace) -> None:
     spent: dict[str, float] = dict.fromkeys(PARTS.values(), 0.0)
     for name, part in PARTS.items():
         setattr(pipeline, name, timed(spent, part, getattr(pipeline, name)))

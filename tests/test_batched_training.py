@@ -9,6 +9,8 @@ patience of 2 make persons stop early at different epochs within 10.
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -17,6 +19,7 @@ import torch
 
 from glucokit.fhir.bundle import read_bundle
 from glucokit.forecast import model as model_module
+from glucokit.forecast import pipeline
 from glucokit.forecast.candidates import rmse
 from glucokit.forecast.features import FeatureSpec
 from glucokit.forecast.model import (
@@ -25,11 +28,20 @@ from glucokit.forecast.model import (
     NetworkForecaster,
     StackedAdamW,
     TrainConfig,
+    one_thread,
     train_grouped,
     train_network,
     train_networks,
 )
-from glucokit.forecast.pipeline import TrainingSettings, finish_training, fit_networks, prepare_training, train_person
+from glucokit.forecast.pipeline import (
+    TrainingSettings,
+    fallback_state,
+    finish_training,
+    fit_networks,
+    holdout_rmse,
+    prepare_training,
+    train_person,
+)
 from glucokit.forecast.series import prepare
 from glucokit.forecast.windows import Inputs, Windows, split
 from glucokit.project import SIMULATED_DIR
@@ -235,3 +247,53 @@ def test_persons_trained_as_a_batch_get_what_train_person_gives_them() -> None:
         for key, tensor in alone.state.tensors.items():
             assert torch.equal(batched.state.tensors[key], tensor), key
         assert any(line.endswith("in a batch of 3") for line in batched.log)
+
+
+def test_one_thread_predicts_what_the_default_threads_predict(persons: list[Person]) -> None:
+    """The retrain job's task works on one thread (``one_thread``); its networks' predictions, which score them,
+    are the same bits as on the default thread count (the forecast job's), and the settings come back after."""
+    for (train, validation), (network, best_epoch, _) in zip(
+        persons, train_networks(EVENTS, QUICK, persons), strict=True
+    ):
+        forecaster = NetworkForecaster("network", EVENTS, QUICK)
+        forecaster.network, forecaster.best_epoch = network, best_epoch
+        for windows in (train, validation):
+            default = forecaster.predict(windows.inputs)
+            with one_thread():
+                assert torch.get_num_threads() == 1
+                np.testing.assert_array_equal(forecaster.predict(windows.inputs), default)
+
+
+def test_the_holdout_takes_the_training_split_when_it_is_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Judging against the active version scores it on the test split the new version's training already made (same
+    readings, time zone and settings): the same windows, so the same score to the bit, without splitting twice."""
+    data = read_bundle(sorted(SIMULATED_DIR.glob("*.json.gz"))[0])
+    readings = (data.glucose, data.carbs, data.insulin)
+    state = fallback_state(*readings)  # an active version's state, in UTC
+    training = prepare_training(*readings)
+    elsewhere = prepare_training(*readings, tz="Europe/Berlin")
+    other_settings = TrainingSettings(fractions=(0.5, 0.25, 0.25))
+    fresh = holdout_rmse(state, *readings)
+    assert holdout_rmse(state, *readings, training=elsewhere) == fresh  # split again, in the state's time zone
+    assert holdout_rmse(state, *readings, settings=other_settings, training=training) == holdout_rmse(
+        state, *readings, settings=other_settings
+    )
+    monkeypatch.setattr(pipeline, "prepare", None)  # the training's split serves: nothing is prepared again
+    assert holdout_rmse(state, *readings, training=training) == fresh
+
+
+def test_one_thread_sets_the_deterministic_flag_without_importing_the_compiler() -> None:
+    """``one_thread`` sets torch's deterministic flag (and puts it back, warn-only mode included) without the import
+    of torch._inductor that ``torch.use_deterministic_algorithms`` makes, which costs every job task ~0.8 s of CPU."""
+    script = (
+        "import sys, torch\n"
+        "from glucokit.forecast.model import one_thread\n"
+        "torch._C._set_deterministic_algorithms(True, warn_only=True)\n"
+        "with one_thread():\n"
+        "    assert torch.are_deterministic_algorithms_enabled()\n"
+        "    assert not torch.is_deterministic_algorithms_warn_only_enabled()\n"
+        "    assert torch.get_num_threads() == 1\n"
+        "assert torch.is_deterministic_algorithms_warn_only_enabled()\n"
+        "assert 'torch._inductor' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)

@@ -210,6 +210,10 @@ def test_forecast_from_the_saved_state(person: Person, outcome: TrainingOutcome)
         assert point.low == pytest.approx(max(point.value - below, 40.0))
         assert point.high == pytest.approx(min(point.value * (1 + above / 100), 400.0))
         assert 40 <= point.low <= point.value <= point.high <= 400
+    # The state restores its forecaster once and serves every later forecast from it, with the same numbers.
+    assert state.forecaster is state.forecaster
+    again = forecast(state, recent, now, person.carbs, person.insulin)
+    assert [point.value for point in again] == [point.value for point in points]
 
 
 def test_a_version_1_state_still_loads_with_its_band_at_the_middle_of_the_range(outcome: TrainingOutcome) -> None:

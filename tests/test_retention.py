@@ -123,6 +123,15 @@ def _held(conn: Connection, owner: Owner) -> tuple[int, ...]:
     return tuple(int(str(value)) for value in row)
 
 
+def _latest_curve(conn: Connection, owner: Owner) -> list[tuple[object, ...]]:
+    with as_user(conn, owner.user):
+        rows = conn.execute("select * from public.latest_forecast(%s)", (owner.person,)).fetchall()
+    with conn.transaction():
+        pointer = conn.execute("select count(*) from private.latest_forecast where person_id = %s", (owner.person,))
+        assert pointer.fetchone() == (len(rows) and 1,)
+    return rows
+
+
 def test_expiry_drops_whole_days_and_keeps_every_outcome_based_figure(
     conn: Connection, owner: Owner, forecasts: UUID
 ) -> None:
@@ -131,6 +140,7 @@ def test_expiry_drops_whole_days_and_keeps_every_outcome_based_figure(
     before = _figures(conn, owner, forecasts)
     forecasts_, points, anchors, outcomes = _held(conn, owner)
     assert (forecasts_, points) == (12, 72)
+    assert len(_latest_curve(conn, owner)) == 6
     assert anchors > 0
     assert outcomes > 0
 
@@ -145,6 +155,7 @@ def test_expiry_drops_whole_days_and_keeps_every_outcome_based_figure(
     assert done.keep == timedelta(days=30)
     assert _held(conn, owner) == (0, 0, 0, outcomes)
     assert _figures(conn, owner, forecasts) == before
+    assert _latest_curve(conn, owner) == []  # the pointer to an expired forecast went with it
 
     # The run is audited, and the days ahead of it exist.
     ahead = EXPIRED.strftime("%Y%m%d")
@@ -167,6 +178,7 @@ def test_expiry_reaches_forecasts_left_in_the_default_partition(
     assert done.default_rows_deleted >= 12 + 72
     assert _held(conn, owner) == (0, 0, 0, outcomes)
     assert _figures(conn, owner, forecasts) == before
+    assert _latest_curve(conn, owner) == []
 
 
 def test_the_export_keeps_observations_and_the_forecasts_within_the_window(

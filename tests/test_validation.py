@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 
 from fhir_samples import carbs, cgm, changed, insulin
 from glucokit.fhir.resources import FHIR_VERSIONS, FhirVersion
+from glucokit.fhir.stored import Templates, needs_resource, rebuilt
 from glucokit.fhir.validation import ObservationValidator, Problem, Reading, is_compact, structure_problems
 
 VALID: dict[str, dict[str, Any]] = {
@@ -299,3 +300,87 @@ def test_the_fast_path_reads_the_same_reading_with_its_types() -> None:
         assert fast == full
         assert not isinstance(full, list)
         assert [type(part) for part in fast] == [type(part) for part in full]
+
+
+# --- A known source's template (glucokit.fhir.stored.Templates) reads exactly what the fast path reads -------
+
+HOLE_IDS = ["", " ", "a", " a", "a\nb", 'a"b', "a\\b", "x" * 255, "x" * 256, "g\u00fcltig", "\u2028", "\x7f", "\x01"]
+HOLE_TIMES = [
+    "2026-10-01T08:00:00+01:00", "2026-10-01T08:00:00-00:00", "2026-10-01T08:00:00.5Z", "2026-10-01T08:00:00.500000Z",
+    "2026-10-01T08:00:00.000001Z", "2026-10-01T08:00Z", "2026-10-01T08:00:00", "2026-10-01", "2026-02-30T00:00:00Z",
+    "2026-10-01T24:00:00Z", "0001-01-01T00:00:00Z", "2030-01-01T00:04:59Z", "2030-01-01T00:05:01Z",
+    "2099-01-01T00:00:00Z",
+]  # fmt: skip
+HOLE_VALUES = [0, 9, 10, 39.99, 40, 120, 120.0, 120.5, 1000, 1000.5, 1001, -1, -0.0, 6.5, 0.4, 1e-7, 1.5e300, 2**70]
+HOLE_SPELLINGS = ["1.2e2", "120.000", "-0", "1E2", "01", "1e400", "120.", ".5"]
+
+
+def _hole_variants(line: bytes) -> list[bytes]:
+    """``line`` (a rebuilt CGM-like Observation) with its identifier value, time or value changed, one at a time."""
+    resource = orjson.loads(line)
+    variants = [_dumps(_nested_change(resource, ("identifier", 0, "value"), value)) for value in HOLE_IDS]
+    variants += [_dumps(_nested_change(resource, ("effectiveDateTime",), value)) for value in HOLE_TIMES]
+    variants += [_dumps(_nested_change(resource, ("valueQuantity", "value"), value)) for value in HOLE_VALUES]
+    number = orjson.dumps(resource["valueQuantity"]["value"])
+    variants += [line.replace(b'"value":' + number, b'"value":' + spelling.encode()) for spelling in HOLE_SPELLINGS]
+    return variants
+
+
+def test_a_known_source_template_reads_exactly_what_the_fast_path_reads() -> None:
+    """For every reading the fast path takes among the variants above, written back as glucokit writes it, the
+    template learnt from that text reads any text with its holes changed exactly as ``validate_json`` does, and
+    only texts that are the rebuilt resource byte for byte (so that storing no resource loses nothing)."""
+    validator = ObservationValidator("R4B", datetime(2030, 1, 1, tzinfo=UTC))
+    learnt = taken = declined = 0
+    for _, text in _variants():
+        model = validator.validate_json(text)
+        if model is None or model.issued_at is not None:
+            continue
+        line = orjson.dumps(rebuilt(model))
+        if validator.validate_json(line) != model:
+            continue
+        templates = Templates(validator)
+        templates.learn(model, line)
+        first = templates.read(line)
+        if first is None:  # an identifier that JSON escapes: the template takes no such hole
+            assert "\\" in orjson.dumps(model.source_id).decode()
+            continue
+        assert first == model
+        learnt += 1
+        for variant in _hole_variants(line):
+            reading = templates.read(variant)
+            if reading is None:
+                declined += 1
+                continue
+            taken += 1
+            assert reading == validator.validate_json(variant), variant
+            assert orjson.dumps(rebuilt(reading)) == variant
+            assert not needs_resource(reading, variant)
+    assert learnt > 1000
+    assert taken > 10 * learnt
+    assert declined > 10 * learnt
+
+
+def test_a_template_holds_only_what_a_source_repeats() -> None:
+    """A text that needs its resource stored, or says ``issued``, teaches no template; one with another device or
+    status is read by its own template."""
+    validator = ObservationValidator("R4B", datetime(2030, 1, 1, tzinfo=UTC))
+    templates = Templates(validator)
+    subject = orjson.dumps(cgm(0))  # a subject: the columns do not give it back
+    reading = validator.validate_json(subject)
+    assert reading is not None
+    templates.learn(reading, subject)
+    assert templates.read(subject) is None
+    issued = changed(rebuilt(reading), issued="2026-10-01T08:26:00Z")
+    with_issued = validator.validate_json(orjson.dumps(issued))
+    assert with_issued is not None
+    templates.learn(with_issued, orjson.dumps(issued))
+    assert templates.read(orjson.dumps(issued)) is None
+    plain = reading._replace(device=None, source_id="reading-1")
+    templates.learn(plain, orjson.dumps(rebuilt(plain)))
+    other = plain._replace(source_id="reading-2", status="preliminary")
+    assert templates.read(orjson.dumps(rebuilt(other))) is None
+    templates.learn(other, orjson.dumps(rebuilt(other)))
+    for model in (plain, other):
+        again = model._replace(source_id="reading-9", effective_at=model.effective_at + timedelta(minutes=5))
+        assert templates.read(orjson.dumps(rebuilt(again))) == again

@@ -153,14 +153,14 @@ isOneToOne: false
                   ]
                 },"forecast": {
                   Row: {
-                    "code_version": string,"coverage": number,"created_at": string,"data_from": string,"data_to": string,"disclaimer_version": string,"generated_at": string,"id": string,"model_id": string,"model_version": string,"owner_id": string,"person_id": string,"training_run_id": string | null
+                    "code_version": string,"coverage": number,"created_at": string,"data_from": string,"data_to": string,"disclaimer_version": string,"generated_at": string,"id": string,"model_id": string,"model_version": string,"owner_id": string,"person_id": string,"source_count": number,"training_run_id": string | null
                   }
                   ComputedFields: never
                   Insert: {
-                    "code_version": string,"coverage": number,"created_at"?: string,"data_from": string,"data_to": string,"disclaimer_version": string,"generated_at": string,"id"?: string,"model_id": string,"model_version": string,"owner_id": string,"person_id": string,"training_run_id"?: string | null
+                    "code_version": string,"coverage": number,"created_at"?: string,"data_from": string,"data_to": string,"disclaimer_version": string,"generated_at": string,"id"?: string,"model_id": string,"model_version": string,"owner_id": string,"person_id": string,"source_count"?: number,"training_run_id"?: string | null
                   }
                   Update: {
-                    "code_version"?: string,"coverage"?: number,"created_at"?: string,"data_from"?: string,"data_to"?: string,"disclaimer_version"?: string,"generated_at"?: string,"id"?: string,"model_id"?: string,"model_version"?: string,"owner_id"?: string,"person_id"?: string,"training_run_id"?: string | null
+                    "code_version"?: string,"coverage"?: number,"created_at"?: string,"data_from"?: string,"data_to"?: string,"disclaimer_version"?: string,"generated_at"?: string,"id"?: string,"model_id"?: string,"model_version"?: string,"owner_id"?: string,"person_id"?: string,"source_count"?: number,"training_run_id"?: string | null
                   }
                   Relationships: [
                     {

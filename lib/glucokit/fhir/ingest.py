@@ -25,10 +25,12 @@ import hashlib
 import io
 import queue
 import struct
+import sys
+import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain
@@ -45,7 +47,7 @@ from glucokit.db.queries import query
 from glucokit.db.sessions import Connection, as_user, require_person
 from glucokit.errors import GlucokitError
 from glucokit.fhir.resources import FHIR_VERSIONS, FhirVersion
-from glucokit.fhir.stored import needs_resource
+from glucokit.fhir.stored import Templates, needs_resource
 from glucokit.fhir.validation import ObservationValidator, Problem, Reading
 
 MIB: Final = 1024 * 1024
@@ -57,6 +59,7 @@ NDJSON_SUFFIXES: Final = (".ndjson", ".jsonl")
 JSON_SUFFIXES: Final = (".json",)
 _CORRECTIONS: Final = frozenset({"amended", "corrected", "entered-in-error"})
 _REPORTED_REJECTIONS: Final = 100
+_FIRST_BATCH: Final = 500  # entries in an ingest's first batch (see _Run.next_size)
 # Column types of the staging table, in ingest_copy_stage's order (binary COPY needs them).
 STAGE_TYPES: Final = [
     "text", "text", "text", "text", "numeric", "text", "numeric", "text", "timestamptz", "timestamptz",
@@ -71,7 +74,7 @@ class Limits:
     max_document_bytes: int = 64 * MIB  # one JSON document (Bundle or Observation); larger ones are refused whole
     max_entry_bytes: int = MIB  # one resource (an NDJSON line, a Bundle entry); a larger one is rejected
     max_depth: int = 64  # JSON nesting (a CGM Observation in a Bundle is about 8 deep); a deeper entry is rejected
-    batch_size: int = 5000  # entries per staged batch and transaction...
+    batch_size: int = 5000  # entries per staged batch and transaction (the first batches fewer)...
     batch_bytes: int = 4 * MIB  # ...or fewer, once their resources' JSON adds up to this
 
 
@@ -407,6 +410,39 @@ def array_items(stream: IO[bytes], limits: Limits) -> Iterator[tuple[int, Any, P
 
 # --- Writing batches -------------------------------------------------------------
 
+# While ingest runs, the thread that validates holds the GIL almost always; a writer thread whose round trip to
+# the database has returned (several a batch) waits for it up to the interpreter's switch interval, 5 ms by
+# default, and the database idles meanwhile. The interval is shortened for as long as any ingest runs in the
+# process (bench/README.md, "Ingest throughput", measures it).
+_SWITCH_INTERVAL: Final = 0.0002
+
+
+class _PromptWriters:
+    """Shortens the switch interval while any ingest of the process runs; the last to end puts it back."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._before = 0.0
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if not self._running:
+                self._before = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._before, _SWITCH_INTERVAL))
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if not self._running:
+                    sys.setswitchinterval(self._before)
+
+
+_prompt_writers = _PromptWriters()
+
 
 class _Writers:
     """One writer thread per connection; validation of the next batch overlaps the database's work on this one."""
@@ -567,12 +603,13 @@ class Ingest:
         run = _Run(self, source, document, ObservationValidator(self.fhir_version, now))
         writers = _Writers(self.connections, self.user_id, self.person_id, run.report)
         try:
-            for entry in chain(entries, _record_entries(records, run.report)):
-                run.take(entry)
-                if run.batch_full():
-                    writers.submit(run.next_batch())
-            writers.submit(run.next_batch())
-            writers.finish()
+            with _prompt_writers():
+                for entry in chain(entries, _record_entries(records, run.report)):
+                    run.take(entry)
+                    if run.batch_full():
+                        writers.submit(run.next_batch())
+                writers.submit(run.next_batch())
+                writers.finish()
         except psycopg.Error as error:
             writers.finish_quietly()
             raise GlucokitError(
@@ -602,9 +639,13 @@ class _Run:
         self.ingest, self.source, self.document, self.validator = ingest, source, document, validator
         self.report = IngestReport(source=source, person_id=ingest.person_id)
         self.batch = _Batch()
+        # The first batches are small and each is twice the last, up to Limits.batch_size: the writers start
+        # soon after the input does instead of idling while a whole first batch is validated.
+        self.next_size = min(_FIRST_BATCH, ingest.limits.batch_size)
         self.staged = 0
         # Identities of the readings taken so far: 16-byte hashes, 83 MB for a million (measured with tracemalloc).
         self.seen: set[bytes] = set()
+        self.templates = Templates(validator)
 
     def take(self, entry: _Entry) -> None:
         if entry.ordinal >= 0:
@@ -616,39 +657,27 @@ class _Run:
     def batch_full(self) -> bool:
         limits = self.ingest.limits
         return (
-            len(self.batch.rows) + len(self.batch.quarantine) >= limits.batch_size
-            or self.batch.size >= limits.batch_bytes
+            len(self.batch.rows) + len(self.batch.quarantine) >= self.next_size or self.batch.size >= limits.batch_bytes
         )
 
     def next_batch(self) -> _Batch:
         full, self.batch = self.batch, _Batch()
         self.staged += len(full.rows)
+        self.next_size = min(2 * self.next_size, self.ingest.limits.batch_size)
         return full
 
     def _check(self, entry: _Entry) -> list[Problem]:
         if entry.problem is not None:
             return [entry.problem]
-        text = entry.text
-        received: bytes | dict[str, Any] = entry.value
+        templated = None
+        checked: Reading | list[Problem]
+        received: bytes | dict[str, Any]
+        text: str | None
         if entry.line is not None:
-            # An NDJSON line: the compact CGM shape is decoded and checked in one pass; any other line is
-            # parsed and judged in full, like a Bundle's entry.
-            fast = self.validator.validate_json(entry.line)
-            try:
-                text = entry.line.decode()
-            except UnicodeDecodeError:
-                fast, text = None, payload_text(entry.line)
-            if fast is not None:
-                checked: Reading | list[Problem] = fast
-                received = entry.line
-            else:
-                try:
-                    received = orjson.loads(entry.line)
-                except orjson.JSONDecodeError as error:
-                    return [_malformed(error)]
-                checked = self.validator.validate(received)
+            templated = self.templates.read(entry.line)
+            checked, received, text = self._line(entry.line, templated)
         else:
-            checked = self.validator.validate(entry.value)
+            checked, received, text = self.validator.validate(entry.value), entry.value, entry.text
         if isinstance(checked, list):
             return checked
         key = _identity(checked)
@@ -665,7 +694,9 @@ class _Run:
             return [Problem("(json)", "contains a NUL character (\\u0000), which PostgreSQL cannot store")]
         self.seen.add(key)
         # The resource is stored only where the columns do not give it back (glucokit.fhir.stored).
-        kept = text if needs_resource(checked, received) else None
+        kept = None if checked is templated or not needs_resource(checked, received) else text
+        if checked is not templated and kept is None and isinstance(received, bytes):
+            self.templates.learn(checked, received)  # a line decoded by the fast path, given back by the columns
         self.batch.rows.append((*checked, kept))
         self.batch.size += len(kept or "")
         self.batch.corrections = self.batch.corrections or checked.status in _CORRECTIONS
@@ -675,6 +706,25 @@ class _Run:
         if self.batch.last is None or moment > self.batch.last:
             self.batch.last = moment
         return []
+
+    def _line(
+        self, line: bytes, templated: Reading | None
+    ) -> tuple[Reading | list[Problem], bytes | dict[str, Any], str]:
+        """An NDJSON line's reading (or problems), what was received and its text: a known source's rebuilt text
+        filled in (``templated``) is read from its holes; the compact CGM shape is decoded and checked in one
+        pass; any other line is parsed and judged in full, like a Bundle's entry."""
+        fast = templated if templated is not None else self.validator.validate_json(line)
+        try:
+            text = line.decode()
+        except UnicodeDecodeError:
+            fast, text = None, payload_text(line)
+        if fast is not None:
+            return fast, line, text
+        try:
+            received = orjson.loads(line)
+        except orjson.JSONDecodeError as error:
+            return [_malformed(error)], line, text
+        return self.validator.validate(received), received, text
 
     def _reject(self, entry: _Entry, problems: list[Problem]) -> None:
         rejection = Rejection(entry.position, entry.ordinal if entry.ordinal >= 0 else None, tuple(problems))

@@ -269,6 +269,18 @@ _FAST_DECODER: Final = msgspec.json.Decoder(_FastObservation)
 _KINDS_GET: Final = KINDS.get
 
 
+def _fast_value(kind: ObservationKind, factor: Decimal, value: float) -> tuple[Decimal, Decimal] | None:
+    """A decoded quantity's value as received and as stored (times ``factor``, the kind's), when it is a
+    finite number in the kind's range; None otherwise."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    received = Decimal(repr(value))
+    stored = received * factor
+    if not kind.low <= stored <= kind.high:
+        return None
+    return received, stored
+
+
 @cache
 def _observation_model(version: FhirVersion) -> type[BaseModel]:
     if version == "R5":
@@ -471,17 +483,14 @@ class ObservationValidator:
         else:
             return None
         quantity = resource.valueQuantity
-        value = quantity.value
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
         unit = UNIT_SYNONYMS.get(quantity.code, quantity.code)
         if unit != kind.received_unit:
             return None
-        received = Decimal(repr(value))
         factor = kind.factor
-        stored = received * factor
-        if not kind.low <= stored <= kind.high:
+        values = _fast_value(kind, factor, quantity.value)
+        if values is None:
             return None
+        received, stored = values
         if isinstance(resource.effectiveDateTime, str):
             if isinstance(resource.effectiveInstant, str):
                 return None
@@ -524,6 +533,27 @@ class ObservationValidator:
             source_system=identifier.system,
             source_id=identifier.value,
         )
+
+    def reading_like(self, model: Reading, source_id: str, effective: str, value: object) -> Reading | None:
+        """What ``validate_json`` reads from the Observation of ``model`` (one that ``validate_json`` gave, without
+        ``issued``) with another identifier value, ``effectiveDateTime`` and value: the same checks of those three;
+        None wherever ``validate_json`` would not take them (then it judges the whole)."""
+        if not _string(source_id) or len(source_id) > _MAX_TEXT or not _pattern_match(_DATE_TIME, effective):
+            return None
+        moment = _moment("effectiveDateTime", effective, self.now)
+        if isinstance(moment, Problem) or isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        kind = _KINDS_GET((model.code_system, model.code))
+        values = None if kind is None else _fast_value(kind, kind.factor, value)
+        if values is None:
+            return None
+        received, stored = values
+        status, category, code_system, code, _, unit, _, original_unit, _, issued, device, source_system, _ = model
+        original_value = None if original_unit is None else received
+        return Reading(
+            status, category, code_system, code, stored, unit, original_value, original_unit, moment, issued, device,
+            source_system, source_id,
+        )  # fmt: skip
 
     def _clearer(self, problem: Problem, resource: dict[str, Any]) -> Problem:
         """fhir.resources says a time "does not match spec regex"; say what is wrong with it instead."""

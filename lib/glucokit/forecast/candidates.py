@@ -125,19 +125,23 @@ class Ridge:
         change = train.target - train.inputs.last[:, None]  # (n, HORIZONS)
         self.bias = change.mean(axis=0)
         gram, moment = z.T @ z, z.T @ (change - self.bias)  # (d, d), (d, HORIZONS)
+        z_validation = self._standardized(validation.inputs)  # the same for every penalty
         best = math.inf
         for penalty in self.lambdas:
             weight = np.asarray(np.linalg.solve(gram + penalty * len(z) * np.eye(len(gram)), moment), dtype=np.float64)
-            score = float(rmse(self._predict(validation.inputs, weight), validation.target).mean())
+            score = float(rmse(self._predict(validation.inputs, z_validation, weight), validation.target).mean())
             if score < best:
                 best, self.penalty, self.weight = score, penalty, weight
         return f"{self.name}: lambda {self.penalty:.0e} chosen on validation (mean RMSE {best:.2f} mg/dL)"
 
     def predict(self, inputs: Inputs) -> FloatArray:
-        return self._predict(inputs, self.weight)
+        return self._predict(inputs, self._standardized(inputs), self.weight)
 
-    def _predict(self, inputs: Inputs, weight: FloatArray) -> FloatArray:
-        z = (self.spec.matrix(inputs) - self.mean) / self.scale  # (n, d)
+    def _standardized(self, inputs: Inputs) -> FloatArray:
+        """(n, d) the inputs' features, standardized with train's scaling."""
+        return np.asarray((self.spec.matrix(inputs) - self.mean) / self.scale)
+
+    def _predict(self, inputs: Inputs, z: FloatArray, weight: FloatArray) -> FloatArray:
         return np.asarray(inputs.last[:, None] + z @ weight + self.bias)
 
     def export(self) -> ModelState:

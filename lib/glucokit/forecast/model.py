@@ -180,7 +180,7 @@ def train_networks(
     if min(min(len(train), len(validation)) for train, validation in persons) == 0:
         raise ValueError("every person needs at least one train and one validation window")
     device = torch.device("cpu" if device is None else device)
-    settings = _deterministic_single_thread() if device.type == "cpu" else contextlib.nullcontext()
+    settings = one_thread() if device.type == "cpu" else contextlib.nullcontext()
     with settings:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(train_config.seed)
@@ -486,23 +486,32 @@ class _Stack:
 
 
 @contextlib.contextmanager
-def _deterministic_single_thread() -> Iterator[None]:
-    """Deterministic algorithms and one intra-op thread while training, as they were afterwards.
+def one_thread() -> Iterator[None]:
+    """Deterministic algorithms and one intra-op thread while training (or a whole retrain), as they were afterwards.
 
     Batches of 256 x 46 are far too small to gain from a second thread: it only
     adds a barrier per operation, and when the cores are busy with anything else
     that barrier waits for a descheduled thread (measured: 1-2 s per person
     became 20+ s on a loaded 2-core machine). One thread also makes the weights
     independent of the machine's core count. Persons train in parallel instead.
+    The retrain job's task holds it for all its work (predictions too): an idle
+    second thread also spins for a while after every multithreaded operation,
+    CPU the other task and the database would have used.
+
+    The flag is set as ``torch.use_deterministic_algorithms`` sets it, but
+    without the import of torch._inductor that function makes to pass the flag
+    on to ``torch.compile`` (not used here): about 0.8 s of CPU in every task
+    process.
     """
-    deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
-    torch.use_deterministic_algorithms(True)
+    deterministic = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    threads = torch.get_num_threads()
+    torch._C._set_deterministic_algorithms(True, warn_only=False)
     torch.set_num_threads(1)
     try:
         yield
     finally:
         torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
+        torch._C._set_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
 
 
 def _layers(network: Network) -> list[nn.Linear]:

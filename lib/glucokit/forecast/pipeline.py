@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from statistics import NormalDist
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -141,6 +142,11 @@ class ForecastState:
     @property
     def tensors(self) -> dict[str, torch.Tensor]:
         return self.model.tensors
+
+    @cached_property
+    def forecaster(self) -> Forecaster:
+        """The model restored (``restore``) once per state, so a loaded version serves every forecast from it."""
+        return restore(self.model)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -549,7 +555,7 @@ def forecast_from(state: ForecastState, records: Timeline, origins: IntArray) ->
     inputs = inputs_at(records, origins, ZoneInfo(state.tz))
     whole = inputs.whole
     prediction = (
-        clamp(restore(state.model).predict(inputs.where(whole))) if whole.any() else np.empty((0, len(HORIZON_MINUTES)))
+        clamp(state.forecaster.predict(inputs.where(whole))) if whole.any() else np.empty((0, len(HORIZON_MINUTES)))
     )
     low, high = band(prediction, np.asarray(state.lower), np.asarray(state.upper))
     curves: list[list[ForecastPoint] | None] = [None] * len(origins)
@@ -576,15 +582,22 @@ def holdout_rmse(
     insulin: Sequence[Reading] = (),
     *,
     settings: TrainingSettings = DEFAULT_SETTINGS,
+    training: Training | None = None,
 ) -> float:
     """A saved model's test RMSE (mean over horizons) on the test split ``train_person`` makes of these readings.
 
     This is the champion/challenger holdout: the active version and a newly
     trained one are compared on the same recent windows, scored the same way.
+    ``training``: the new version's training (``prepare_training``) of these
+    same readings; when it split them as the state would (same time zone and
+    settings), its test windows are the holdout, not made a second time.
     """
-    series = prepare(glucose, carbs, insulin, tz=ZoneInfo(state.tz), min_days=settings.min_days)
-    test = split(series, settings.fractions).test
-    return float(np.mean(rmse(predict_windows(restore(state.model), test), test.target)))
+    if training is not None and training.tz == state.tz and training.settings == settings:
+        test = training.parts.test
+    else:
+        series = prepare(glucose, carbs, insulin, tz=ZoneInfo(state.tz), min_days=settings.min_days)
+        test = split(series, settings.fractions).test
+    return float(np.mean(rmse(predict_windows(state.forecaster, test), test.target)))
 
 
 def predict_windows(forecaster: Forecaster, windows: Windows) -> FloatArray:

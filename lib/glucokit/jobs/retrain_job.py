@@ -10,7 +10,10 @@ own scoped transaction, their networks train as one stack, and each person
 is finished in their own scoped transaction, then their request completed.
 ``batch_size`` 1 retrains one person at a time. It stops when its shard has
 nothing visible, when its time is up, or when asked to stop (SIGTERM): it
-finishes the batch in hand and claims no other.
+finishes the batch in hand and claims no other. A task computes on one CPU
+thread (``forecast.model.one_thread``, as the networks train anyway): tasks,
+not threads, use the cores, and the results are those of one thread on any
+machine.
 
 Leases: a batch trains while its claims' leases run (1,800 s by default; a
 batch of 16 persons of every family takes well under a minute on one core),
@@ -47,6 +50,7 @@ from uuid import UUID
 
 from glucokit.db.sessions import Connection, Purpose, as_worker
 from glucokit.forecast import TrainingSettings
+from glucokit.forecast.model import one_thread
 from glucokit.forecast.pipeline import DEFAULT_SETTINGS
 from glucokit.jobs.runner import ONE_TASK, Failure, Shard, Task, TaskReport
 from glucokit.modelops import retrain, retrain_queue
@@ -113,17 +117,18 @@ def run(
             return retrain_queue.peek(conn, shard.index, shard.count, max(PEEK_BATCH, batch_size))
 
     claims: list[tuple[Claim, retrain.Request]] = []
-    for message in report.task.batches(visible):
-        with as_worker(conn, None):
-            claim = retrain_queue.claim(conn, message.msg_id)
-        if claim.claimed and claim.person_id is not None and claim.trigger is not None:
-            claims.append((claim, retrain.Request(claim.person_id, claim.trigger, claim.attempt or 1)))
-        # else busy, dropped or exhausted: the queue has recorded why
-        if len(claims) == batch_size:
-            _batch(conn, store, claims, report, on_result=on_result, settings=settings, device=device)
-            claims = []
-    # Out of work, out of time or asked to stop: the batch in hand is finished all the same.
-    _batch(conn, store, claims, report, on_result=on_result, settings=settings, device=device)
+    with one_thread():
+        for message in report.task.batches(visible):
+            with as_worker(conn, None):
+                claim = retrain_queue.claim(conn, message.msg_id)
+            if claim.claimed and claim.person_id is not None and claim.trigger is not None:
+                claims.append((claim, retrain.Request(claim.person_id, claim.trigger, claim.attempt or 1)))
+            # else busy, dropped or exhausted: the queue has recorded why
+            if len(claims) == batch_size:
+                _batch(conn, store, claims, report, on_result=on_result, settings=settings, device=device)
+                claims = []
+        # Out of work, out of time or asked to stop: the batch in hand is finished all the same.
+        _batch(conn, store, claims, report, on_result=on_result, settings=settings, device=device)
     return report
 
 

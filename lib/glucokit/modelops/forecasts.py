@@ -6,13 +6,17 @@ most ``backfill`` before the latest reading and never before the end of the
 model's training data, so the same call serves both ways it is used: in batch
 after a retrain (a new model forecasts from the latest reading) and
 incrementally when new readings arrive (only their origins are new; after an
-outage, up to a day of them). Points and their anchors are staged by binary COPY (COPY
-cannot write into a table under row-level security) and moved by INSERTs the
-policies check into ``forecast`` (one origin row with the provenance),
+outage, up to a day of them). Points and their anchors go to the database as
+arrays in one call (``private.write_forecasts``, security invoker, its plan kept
+by the server), whose INSERTs the policies check, into ``forecast`` (one origin
+row with the provenance),
 ``prediction`` (its points) and ``prediction_source`` (its anchors, once per
 forecast: every point of a forecast has the same sources), each with the
 person's owner as ``owner_id``; the idempotency key (model, origin) makes
-writing a forecast twice a no-op.
+writing a forecast twice a no-op. Only the records the new origins read are
+fetched (``LOOKBACK`` before the first of them), and the model runs on one
+intra-op thread (``forecast.model.one_thread``: for a batch of a few origins a
+second thread's barrier only spins on the CPU).
 
 Each point carries its band, with the widths its model serves now
 (``band_state.serving``: the trained ones at first, then moved by each
@@ -44,6 +48,7 @@ from glucokit.db.sessions import Connection, Purpose, as_worker
 from glucokit.disclaimer import DISCLAIMER_VERSION
 from glucokit.fhir.validation import WITHDRAWN, cgm_filter
 from glucokit.forecast import HORIZON_MINUTES, ForecastPoint, ForecastState
+from glucokit.forecast.model import one_thread
 from glucokit.forecast.pipeline import GAPPY, forecast_from, reads_events
 from glucokit.forecast.series import micros, timeline
 from glucokit.forecast.windows import LOOKBACK, check_horizons, sources_at
@@ -54,9 +59,6 @@ from glucokit.units import CARBOHYDRATE_CODE, CGM_CODES, INSULIN_CODE
 
 # After an outage, forecasts are caught up for at most the last day of readings (288 origins at 5 minutes).
 BACKFILL: Final = timedelta(hours=24)
-# Column types of the staging tables, in forecast_copy_points' and forecast_copy_sources' order.
-POINT_TYPES: Final = ("timestamptz", "int2", "float4", "float4", "float4")
-SOURCE_TYPES: Final = ("timestamptz", "uuid", "timestamptz", "text")
 
 
 @dataclass(frozen=True)
@@ -117,14 +119,18 @@ def write_in_scope(
         report.reason = "no active model"
         return report
     report.model_version = model.version
-    last_origin = _moment(conn, query("forecast_last_origin"), {"model_id": model.id})
-    latest = _moment(conn, query("latest_reading"), {"person_id": person_id, "until": now, **cgm_filter()})
+    bounds = conn.execute(
+        query("forecast_bounds"), {"model_id": model.id, "person_id": person_id, "until": now, **cgm_filter()}
+    ).fetchone()
+    assert bounds is not None
+    last_origin, latest = _moment(bounds[0]), _moment(bounds[1])
     if latest is None:
         report.reason = "no glucose readings"
         return report
     # Never from before the end of the model's training data: those would be forecasts of what it learned from.
     floor = max(model.data_to, latest - backfill)
-    records = _records(conn, person_id, floor - LOOKBACK, now)
+    # Each origin reads LOOKBACK back, and the new origins come after the last one forecast from.
+    records = _records(conn, person_id, max(floor, last_origin or floor) - LOOKBACK, now)
     origins = sorted({r.at for r in records[0] if r.at >= floor and (last_origin is None or r.at > last_origin)})
     if not origins:
         report.reason = "no new readings to forecast from"
@@ -135,10 +141,18 @@ def write_in_scope(
     if not points:
         report.reason = "no origin could be forecast"
         return report
-    _stage(conn, points, sources)
     written = conn.execute(
         query("forecast_insert_points"),
         {
+            "point_origins": [origin for origin, _ in points],
+            "horizons": [point.minutes for _, point in points],
+            "values": [point.value for _, point in points],
+            "lowers": [point.low for _, point in points],
+            "uppers": [point.high for _, point in points],
+            "source_origins": [row[0] for row in sources],
+            "observation_ids": [row[1] for row in sources],
+            "observation_times": [row[2] for row in sources],
+            "roles": [row[3] for row in sources],
             "person_id": person_id,
             "model_id": model.id,
             "coverage": state.coverage,
@@ -170,7 +184,9 @@ def _curves(
     points: list[tuple[datetime, ForecastPoint]] = []
     sources: list[tuple[datetime, UUID, datetime, str]] = []
     at = np.array([micros(origin) for origin in origins], dtype=np.int64)
-    for origin, moment, curve in zip(origins, at, forecast_from(state, found, at), strict=True):
+    with one_thread():  # a pass's few origins gain nothing from a second thread, whose barrier spins
+        curves = forecast_from(state, found, at)
+    for origin, moment, curve in zip(origins, at, curves, strict=True):
         if curve is None:
             report.skipped[GAPPY] = report.skipped.get(GAPPY, 0) + 1
             continue
@@ -184,18 +200,16 @@ def _curves(
     return points, sources
 
 
-def _moment(conn: Connection, statement: bytes, parameters: dict[str, object]) -> datetime | None:
-    """The single timestamp (or null) a statement selects."""
-    row = conn.execute(statement, parameters).fetchone()
-    assert row is not None
-    value = row[0]
+def _moment(value: object) -> datetime | None:
     assert value is None or isinstance(value, datetime)
     return value
 
 
 def _clock(conn: Connection) -> datetime:
     """The transaction's clock."""
-    now = _moment(conn, b"select now()", {})
+    row = conn.execute(b"select now()").fetchone()
+    assert row is not None
+    now = _moment(row[0])
     assert now is not None
     return now
 
@@ -215,19 +229,3 @@ def _records(
         assert isinstance(effective_at, datetime)
         lists[str(code)].append(Record(observation_id, effective_at, float(str(value))))
     return glucose, carbs, insulin
-
-
-def _stage(
-    conn: Connection,
-    points: list[tuple[datetime, ForecastPoint]],
-    sources: list[tuple[datetime, UUID, datetime, str]],
-) -> None:
-    conn.execute(query("forecast_create_stage"))
-    with conn.cursor() as cursor, cursor.copy(query("forecast_copy_points")) as copy:
-        copy.set_types(POINT_TYPES)
-        for origin, point in points:
-            copy.write_row((origin, point.minutes, point.value, point.low, point.high))
-    with conn.cursor() as cursor, cursor.copy(query("forecast_copy_sources")) as copy:
-        copy.set_types(SOURCE_TYPES)
-        for row in sources:
-            copy.write_row(row)

@@ -350,7 +350,8 @@ class LoadedModels:
     version, and never another person's (another folder) or another version (another folder and hash). The
     caller reads the version through the registry in the person's scope, so the row-level security that admits
     the version admits the cached forecaster. The least recently used are dropped once the weights they were
-    loaded from pass the limit; a single larger one is not kept.
+    loaded from pass the limit; a single larger one is not kept. A kept state also holds its restored forecaster
+    (``ForecastState.forecaster``, made on first use), about as large again as its weights.
     """
 
     def __init__(self, limit_bytes: int) -> None:

@@ -81,7 +81,10 @@ def latest(conn: Connection, person_id: UUID, model_type: str = MODEL_TYPE) -> M
 
 
 def active(conn: Connection, person_id: UUID, model_type: str = MODEL_TYPE) -> ModelVersion | None:
-    return next((model for model in versions(conn, person_id, model_type) if model.stage == "active"), None)
+    """The person's active version (at most one: ``ml_model_one_active_idx``), read by that index alone: a forecast
+    pass reads it for every person, however many versions they have."""
+    with conn.cursor(row_factory=class_row(ModelVersion)) as cursor:
+        return cursor.execute(query("registry_active"), {"person_id": person_id, "model_type": model_type}).fetchone()
 
 
 def start_run(conn: Connection, person_id: UUID, trigger: str, *, reason: str | None = None, attempt: int = 1) -> UUID:

@@ -220,7 +220,8 @@ class _Job:
             replaced = f"replaces {current.algorithm} version {current.version}, not trained under the variant"
             activated, reason = True, f"{self.arm}: {replaced}; holdout RMSE {new_score:.2f} mg/dL (mean over 5-60 min)"
         else:
-            old_score = holdout_rmse(load_state(self.conn, self.store, current), *self.data, settings=self.settings)
+            state = load_state(self.conn, self.store, current)
+            old_score = holdout_rmse(state, *self.data, settings=self.settings, training=self.person.training)
             comparison = f"holdout RMSE {new_score:.2f} vs {old_score:.2f} mg/dL of active {current.version}"
             activated, reason = (
                 new_score < old_score,

@@ -4239,7 +4239,7 @@ select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select count
 reset role; select set_config('glucokit.worker_person_id', '', true), set_config('glucokit.worker_purpose', '', true), set_config('request.jwt.claims', '', true); delete from private.worker_scope where backend_pid = pg_backend_pid();
 select is(current_setting('glucokit.probe_outcome'), 'refused', 'public.request_retrain: service_role execute is refused');
 
--- function public.latest_forecast: runs as the caller (security invoker): forecast/prediction/prediction_source.owner_id = (select auth.uid())
+-- function public.latest_forecast: runs as the caller (security invoker): private.latest_forecast.owner_id = (select auth.uid()); the pointer carries the curve (migration 20261207100000)
 select set_config('role', 'anon', true), set_config('request.jwt.claims', '{"role": "anon"}', true);
 select set_config('glucokit.probe_outcome', pg_temp.policy_attempt('select * from public.latest_forecast(''b304d7ca79a45c0082e7649110572573''::uuid)', false), true);
 reset role; select set_config('glucokit.worker_person_id', '', true), set_config('glucokit.worker_purpose', '', true), set_config('request.jwt.claims', '', true); delete from private.worker_scope where backend_pid = pg_backend_pid();

@@ -8,40 +8,13 @@ select now(), match_seconds, outcome_lookback, live_window, min_outcomes, judged
 from private.monitoring_settings();
 
 -- name: record_outcomes
--- Matches the scoped person's forecasts whose target time has passed to the nearest valid CGM reading within
--- the match window, for forecasts not matched yet and not older than the look-back; returns each outcome
--- recorded (model, horizon, target time, inside the band, above it) with its forecast's nominal coverage. An
--- outcome carries what the rollups need (owner, origin, model version, nominal coverage), so it outlives its
--- point's retention.
-with recorded as (
-  insert into public.forecast_outcome (
-    prediction_id, person_id, owner_id, model_id, model_version, coverage, generated_at, target_at,
-    horizon_minutes, predicted_mg_dl, observed_mg_dl, observation_id, observed_at, error_mg_dl, inside_band
-  )
-  select p.id, p.person_id, p.owner_id, p.model_id, f.model_version, f.coverage, p.generated_at, p.target_at,
-    p.horizon_minutes, p.value_mg_dl, r.value, r.id, r.effective_at, p.value_mg_dl - r.value,
-    r.value between p.lower_mg_dl and p.upper_mg_dl
-  from public.prediction p
-  join public.forecast f on f.id = p.forecast_id and f.generated_at = p.generated_at
-  cross join lateral (
-    select o.id, o.effective_at, o.value::real as value
-    from public.observation o
-    where o.person_id = p.person_id and o.code = any(%(codes)s) and o.status <> all(%(withdrawn)s)
-      and o.effective_at between p.target_at - make_interval(secs => %(match_seconds)s)
-        and p.target_at + make_interval(secs => %(match_seconds)s)
-    order by abs(extract(epoch from o.effective_at - p.target_at)), o.effective_at
-    limit 1
-  ) as r
-  where p.person_id = %(person_id)s
-    and p.target_at between %(now)s - %(lookback)s and %(now)s + make_interval(secs => %(match_seconds)s)
-    and not exists (select from public.forecast_outcome o where o.prediction_id = p.id)
-  on conflict (prediction_id) do nothing
-  returning prediction_id, generated_at, model_id, horizon_minutes, target_at, inside_band, observed_mg_dl, coverage
-)
-select r.model_id, r.horizon_minutes, r.target_at, r.inside_band, r.observed_mg_dl > p.upper_mg_dl, r.coverage
-from recorded r
-join public.prediction p on p.id = r.prediction_id and p.generated_at = r.generated_at
-order by r.target_at, r.horizon_minutes;
+-- Matches the scoped person's forecasts whose target time has passed to the nearest valid CGM reading within the
+-- match window; each outcome recorded (model, horizon, target time, inside the band, above it) with its forecast's
+-- nominal coverage, oldest first (private.record_outcomes keeps its plan: migration 20261207300100).
+select model_id, horizon_minutes, target_at, inside_band, above, coverage
+from private.record_outcomes(
+  %(person_id)s, %(now)s, %(lookback)s, %(match_seconds)s, %(codes)s::text[], %(withdrawn)s::text[]
+);
 
 -- name: last_health_check
 -- When the scoped person's model was last checked.

@@ -8,6 +8,13 @@ select id, version, algorithm, stage::text as stage, stage_reason, is_fallback, 
 from public.ml_model
 where person_id = %(person_id)s and model_type = %(model_type)s;
 
+-- name: registry_active
+-- The scoped person's active model version of one type (at most one: ml_model_one_active_idx).
+select id, version, algorithm, stage::text as stage, stage_reason, is_fallback, storage_path, artifact_sha256,
+  features, metrics, trained_at, training_run_id, data_from, data_to
+from public.ml_model
+where person_id = %(person_id)s and model_type = %(model_type)s and stage = 'active';
+
 -- name: registry_start_run
 -- A training run of the scoped person that starts now.
 insert into public.training_run (person_id, trigger, status, reason, attempt, started_at)

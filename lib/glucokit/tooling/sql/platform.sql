@@ -70,9 +70,12 @@ grant select on auth.users to service_role;
 -- The claim readers behave like Supabase's: PostgREST (and glucokit's API)
 -- puts the verified JWT claims into the transaction-local setting
 -- request.jwt.claims; the legacy per-claim setting is honoured first.
+-- Like Supabase's own (supabase/auth, migrations/tenant), they are plain
+-- stable SQL functions without a search_path setting, which the planner
+-- inlines: a policy's `(select auth.uid())` is then one expression, not a
+-- function call with a configuration change (every name is qualified here).
 create or replace function auth.jwt() returns jsonb
   language sql stable
-  set search_path = ''
 as $$
   select coalesce(
     nullif(current_setting('request.jwt.claim', true), ''),
@@ -82,7 +85,6 @@ $$;
 
 create or replace function auth.uid() returns uuid
   language sql stable
-  set search_path = ''
 as $$
   select coalesce(
     nullif(current_setting('request.jwt.claim.sub', true), ''),
@@ -92,7 +94,6 @@ $$;
 
 create or replace function auth.role() returns text
   language sql stable
-  set search_path = ''
 as $$
   select coalesce(
     nullif(current_setting('request.jwt.claim.role', true), ''),
