@@ -121,6 +121,12 @@ def test_pass_by_pass_writes_what_one_read_of_every_record_gives(
         assert isinstance(settings, list)
         assert "plan_cache_mode=force_generic_plan" in settings
         assert not users_may_call
+    # The latest reading, which the API's chart reads too, runs as its caller, whoever that is.
+    shared = conn.execute(
+        "select p.prosecdef, p.proconfig from pg_proc p where p.oid = 'private.latest_reading(uuid, timestamptz,"
+        " text[], text[])'::regprocedure"
+    ).fetchone()
+    assert shared == (False, ['search_path=""', "plan_cache_mode=force_generic_plan"])
 
 
 def test_one_intra_op_thread_forecasts_what_the_default_threads_do() -> None:

@@ -27,8 +27,9 @@
  *   and forecast updates (privileged paths) fill again the pointers whose
  *   forecast they touch;
  * - forecast deletes move it back to the newest forecast left and fill it;
- * - retention, which drops partitions without triggers, deletes the pointers
- *   whose forecast it expired (nothing older survives a newer one's expiry).
+ * - retention, which drops partitions without triggers, records its run in
+ *   private.retention_run, whose trigger deletes the pointers to the forecasts
+ *   it expired (nothing older survives a newer one's expiry).
  * tests/test_latest_pointer.py compares the pointer with the tables after
  * each of these; bench/rls_cost.py measures what the triggers cost a write.
  */
@@ -282,62 +283,29 @@ as $$
 $$;
 
 /**
- * Retention (migration 20261206100100), now also forgetting the pointers whose
- * forecast it expired: a dropped partition fires no trigger.
+ * Retention (private.expire_forecasts, migration 20261206100100) drops whole
+ * day partitions, which fires no trigger on the forecast tables; it records
+ * each run in private.retention_run. When a run is recorded, the pointers to
+ * the forecasts it expired go: every expired forecast was generated before the
+ * end of the cut-off's day, and what is older than an expired forecast expired
+ * too, so the person then has no forecast.
  */
-create or replace function private.expire_forecasts(p_now timestamptz default now())
-  returns private.retention_run
-  language plpgsql volatile security definer
+create or replace function private.forget_expired_latest_forecasts() returns trigger
+  language plpgsql security definer
   set search_path = ''
 as $$
-declare
-  keep interval := (select c.forecast_keep from private.retention_config c);
-  ahead integer := (select c.forecast_days_ahead from private.retention_config c);
-  cutoff timestamptz := p_now - keep - (select m.outcome_lookback from private.monitoring_config m)
-    - interval '240 minutes';
-  today date := (p_now at time zone 'UTC')::date;
-  dropped text[] := '{}';
-  deleted bigint := 0;
-  removed bigint;
-  created integer;
-  partition record;
-  run private.retention_run;
 begin
-  if private.worker_person_id() is not null then
-    raise exception 'forecast retention runs unscoped' using errcode = 'insufficient_privilege';
-  end if;
-  created := private.create_forecast_partitions(today, today + ahead);
-  for partition in
-    select c.relname
-    from pg_catalog.pg_class c
-    join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-    where n.nspname = 'partitions'
-      and c.relname ~ '^(forecast|prediction|prediction_source)_d[0-9]{8}$'
-      and (to_date(right(c.relname, 8), 'YYYYMMDD') + 1)::timestamp at time zone 'UTC' <= cutoff
-    order by c.relname
-  loop
-    execute format('drop table partitions.%I', partition.relname);
-    dropped := dropped || partition.relname::text;
-  end loop;
-  delete from partitions.prediction_source_default where generated_at < cutoff;
-  get diagnostics removed = row_count;
-  deleted := deleted + removed;
-  delete from partitions.prediction_default where generated_at < cutoff;
-  get diagnostics removed = row_count;
-  deleted := deleted + removed;
-  delete from partitions.forecast_default where generated_at < cutoff;
-  get diagnostics removed = row_count;
-  deleted := deleted + removed;
-  -- Expired forecasts are all before the cut-off's day ends; what is older than an expired one expired too.
   delete from private.latest_forecast l
-  where l.generated_at < cutoff + interval '1 day'
+  where l.generated_at < new.expired_before + interval '1 day'
     and not exists (
       select from public.forecast f where f.id = l.forecast_id and f.generated_at = l.generated_at
     );
-  insert into private.retention_run (expired_before, forecast_keep, partitions_dropped, default_rows_deleted,
-    partitions_created)
-  values (cutoff, keep, dropped, deleted, created)
-  returning * into run;
-  return run;
+  return null;
 end
 $$;
+comment on function private.forget_expired_latest_forecasts() is 'Trigger: a recorded retention run deletes the latest-forecast pointers to the forecasts it expired.';
+revoke all on function private.forget_expired_latest_forecasts() from public;
+
+create trigger retention_run_forgets_expired_pointers
+  after insert on private.retention_run
+  for each row execute function private.forget_expired_latest_forecasts();

@@ -15,13 +15,47 @@
  *
  * The functions are security invoker: they run as the scoped worker
  * (glucokit_worker), under row-level security and the policies, exactly the
- * statements glucokit.modelops ran before. Only the worker may call them.
+ * statements glucokit.modelops ran before. Only the worker may call them, but
+ * for private.latest_reading, which the API's chart reads as the signed-in
+ * owner too (under their RLS).
  */
+
+/**
+ * The time of the scoped person's (or the signed-in owner's person's) latest
+ * valid reading of the given codes at or before p_until (any time when null;
+ * null: none): one backward index scan per code
+ * (observation_person_code_effective_idx) that stops at its first valid
+ * reading. The forecast pass and the API's chart both read it here.
+ */
+create or replace function private.latest_reading(
+  p_person_id uuid, p_until timestamptz, p_codes text[], p_withdrawn text[]
+) returns timestamptz
+  language plpgsql stable security invoker
+  set search_path = ''
+  set plan_cache_mode = force_generic_plan
+as $$
+begin
+  return (
+    select max(l.at)
+    from unnest(p_codes) as c (code)
+    cross join lateral (
+      select o.effective_at as at
+      from public.observation o
+      where o.person_id = p_person_id and o.code = c.code and o.status <> all(p_withdrawn)
+        and (p_until is null or o.effective_at <= p_until)
+      order by o.effective_at desc
+      limit 1
+    ) as l
+  );
+end
+$$;
+comment on function private.latest_reading(uuid, timestamptz, text[], text[]) is
+  'The time of a person''s latest valid reading of some codes at or before a moment (under the caller''s RLS).';
 
 /**
  * The latest origin a model has forecast from (null: none yet) and the time of
  * the scoped person's latest valid CGM reading at or before p_until (null:
- * none; one backward index scan per code).
+ * none; private.latest_reading).
  */
 create or replace function private.forecast_bounds(
   p_model_id uuid, p_person_id uuid, p_until timestamptz, p_codes text[], p_withdrawn text[]
@@ -34,18 +68,7 @@ begin
   return query
   select
     (select max(f.generated_at) from public.forecast f where f.model_id = p_model_id),
-    (
-      select max(l.at)
-      from unnest(p_codes) as c (code)
-      cross join lateral (
-        select o.effective_at as at
-        from public.observation o
-        where o.person_id = p_person_id and o.code = c.code and o.status <> all(p_withdrawn)
-          and o.effective_at <= p_until
-        order by o.effective_at desc
-        limit 1
-      ) as l
-    );
+    private.latest_reading(p_person_id, p_until, p_codes, p_withdrawn);
 end
 $$;
 comment on function private.forecast_bounds(uuid, uuid, timestamptz, text[], text[]) is
@@ -202,6 +225,7 @@ $$;
 comment on function private.record_outcomes(uuid, timestamptz, interval, integer, text[], text[]) is
   'Monitoring: records the scoped person''s due forecast outcomes and returns them, oldest first.';
 
+revoke all on function private.latest_reading(uuid, timestamptz, text[], text[]) from public;
 revoke all on function private.forecast_bounds(uuid, uuid, timestamptz, text[], text[]) from public;
 revoke all on function private.forecast_records(uuid, text[], text[], timestamptz, timestamptz) from public;
 revoke all on function private.write_forecasts(
@@ -209,6 +233,7 @@ revoke all on function private.write_forecasts(
   real[], timestamptz[], uuid[], timestamptz[], public.prediction_source_role[]
 ) from public;
 revoke all on function private.record_outcomes(uuid, timestamptz, interval, integer, text[], text[]) from public;
+grant execute on function private.latest_reading(uuid, timestamptz, text[], text[]) to glucokit_worker, authenticated;
 grant execute on function private.forecast_bounds(uuid, uuid, timestamptz, text[], text[]) to glucokit_worker;
 grant execute on function private.forecast_records(uuid, text[], text[], timestamptz, timestamptz) to glucokit_worker;
 grant execute on function private.write_forecasts(

@@ -2,19 +2,9 @@
 -- Named queries: see lib/glucokit/db/queries.py.
 
 -- name: latest_reading
--- The time of the person's latest valid CGM reading at or before a moment (any time when null; null: none).
--- One backward index scan per code (observation_person_code_effective_idx) that stops at its first valid reading,
--- instead of aggregating every reading of the person.
-select max(latest.at)
-from unnest(%(codes)s::text[]) as c (code)
-cross join lateral (
-  select o.effective_at as at
-  from public.observation o
-  where o.person_id = %(person_id)s and o.code = c.code and o.status <> all(%(withdrawn)s)
-    and (%(until)s::timestamptz is null or o.effective_at <= %(until)s)
-  order by o.effective_at desc
-  limit 1
-) as latest;
+-- The time of the person's latest valid CGM reading at or before a moment (any time when null; null: none), under
+-- the caller's RLS (private.latest_reading, migration 20261207300100: one backward index scan per code).
+select private.latest_reading(%(person_id)s, %(until)s, %(codes)s::text[], %(withdrawn)s::text[]);
 
 -- name: forecast_bounds
 -- The latest origin a model has forecast from and the time of the scoped person's latest valid CGM reading at or
